@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import parse as defused_parse
 
 from sfbulk.ids import decode_base62, encode_base62
 
@@ -404,6 +409,8 @@ class SObjectDef:
     supported_scopes: list[tuple[str, str]] = field(default_factory=list)
     url_kinds: tuple[str, ...] = FULL_URLS
     sharing_model: str | None = None
+    #: False when the object's "Allow Bulk API Access" is off: Bulk refuses it for any operation.
+    bulk_api: bool = True
 
     def __post_init__(self) -> None:
         if self.custom:
@@ -1947,3 +1954,371 @@ def standard_catalog() -> Catalog:
             _type_sample(),
         ]
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# Salesforce DX metadata source format: objects/X/X.object-meta.xml and objects/X/fields/*.xml
+# ------------------------------------------------------------------------------------------------
+
+_MD_NS = "{http://soap.sforce.com/2006/04/metadata}"
+
+
+class MetadataError(ValueError):
+    """A metadata source file that cannot be turned into a definition (names the file)."""
+
+
+def _xml_root(path: Path) -> ElementTree.Element:
+    """Parse ``path`` with defusedxml (entity expansion and external entities refused)."""
+    try:
+        return defused_parse(path).getroot()
+    except (ElementTree.ParseError, DefusedXmlException) as exc:
+        raise MetadataError(f"{path}: not valid metadata XML: {exc}") from exc
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _child(elem: ElementTree.Element, name: str) -> ElementTree.Element | None:
+    for sub in elem:
+        if _local(sub.tag) == name:
+            return sub
+    return None
+
+
+def _text_of(elem: ElementTree.Element, name: str, default: str | None = None) -> str | None:
+    sub = _child(elem, name)
+    if sub is None or sub.text is None:
+        return default
+    return sub.text.strip()
+
+
+def _flag(elem: ElementTree.Element, name: str, default: bool = False) -> bool:
+    value = _text_of(elem, name)
+    return default if value is None else value.lower() == "true"
+
+
+def _int_of(elem: ElementTree.Element, name: str, default: int) -> int:
+    value = _text_of(elem, name)
+    return default if value is None or not value.strip() else int(float(value))
+
+
+def _picklist(elem: ElementTree.Element) -> tuple[list[str], dict[str, str], str | None, bool]:
+    """Values, labels, the default value and whether the set is restricted, from ``valueSet``."""
+    values: list[str] = []
+    labels: dict[str, str] = {}
+    default: str | None = None
+    value_set = _child(elem, "valueSet")
+    restricted = False
+    if value_set is None:
+        return values, labels, default, restricted
+    restricted = _flag(value_set, "restricted")
+    definition = _child(value_set, "valueSetDefinition")
+    if definition is None:
+        return values, labels, default, restricted
+    for value in definition:
+        if _local(value.tag) != "value":
+            continue
+        full_name = _text_of(value, "fullName")
+        if full_name is None:
+            continue
+        values.append(full_name)
+        label = _text_of(value, "label")
+        if label and label != full_name:
+            labels[full_name] = label
+        if _flag(value, "default"):
+            default = full_name
+    return values, labels, default, restricted
+
+
+def _relationship_stem(name: str) -> str:
+    return name[:-3] if name.endswith("__c") else name
+
+
+def _summary_type(catalog: Catalog, elem: ElementTree.Element) -> tuple[str, int, int]:
+    """The describe type of a roll-up summary: COUNT is a number, SUM/MIN/MAX follow the field."""
+    operation = (_text_of(elem, "summaryOperation") or "count").lower()
+    summarized = _text_of(elem, "summarizedField")
+    if operation != "count" and summarized and "." in summarized:
+        obj_name, field_name = summarized.split(".", 1)
+        obj = catalog.get(obj_name)
+        target = obj.field(field_name) if obj else None
+        if target is not None and target.type in ("currency", "date", "datetime", "percent"):
+            return target.type, target.precision, target.scale
+        if target is not None and target.type in NUMBER_TYPES:
+            return "double", 18, target.scale
+    return "double", 18, 0
+
+
+def field_from_metadata(
+    catalog: Catalog, obj: SObjectDef, elem: ElementTree.Element, source: Path
+) -> list[FieldDef]:
+    """Turn one ``CustomField`` element into the field definitions Salesforce would describe.
+
+    Returns several definitions for a Location field (the compound and its two components).
+    """
+    name = _text_of(elem, "fullName") or source.name.split(".", 1)[0]
+    md_type = _text_of(elem, "type")
+    label = _text_of(elem, "label") or name.replace("__c", "").replace("_", " ")
+    custom = name.endswith("__c")
+    required = _flag(elem, "required")
+    formula = _text_of(elem, "formula")
+    common: dict[str, Any] = {
+        "custom": custom,
+        "external_id": _flag(elem, "externalId"),
+        "unique": _flag(elem, "unique"),
+        "case_sensitive": _flag(elem, "caseSensitive"),
+        "inline_help_text": _text_of(elem, "inlineHelpText"),
+    }
+    common["id_lookup"] = common["external_id"]
+    nillable = not required
+    length = _int_of(elem, "length", 0)
+    precision = _int_of(elem, "precision", 18)
+    scale = _int_of(elem, "scale", 0)
+
+    def make(type_: str, **kw: Any) -> FieldDef:
+        attrs = dict(common)
+        attrs.update(kw)
+        attrs.setdefault("nillable", nillable)
+        if formula is not None:
+            attrs.update(
+                calculated=True,
+                createable=False,
+                updateable=False,
+                nillable=True,
+                calculated_formula=formula,
+                external_id=False,
+                id_lookup=False,
+            )
+        return FieldDef(name=name, type=type_, label=label, **attrs)
+
+    if md_type is None:
+        raise MetadataError(f"{source}: field {obj.name}.{name} has no <type>")
+    if md_type == "Text":
+        if formula is not None:
+            return [make("string", length=1300)]
+        return [make("string", length=length or 255)]
+    if md_type == "TextArea":
+        return [make("textarea", length=255, extra_type_info="plaintextarea")]
+    if md_type == "LongTextArea":
+        return [make("textarea", length=length or 32768, extra_type_info="plaintextarea")]
+    if md_type == "Html":
+        return [
+            make(
+                "textarea",
+                length=length or 32768,
+                extra_type_info="richtextarea",
+                html_formatted=True,
+            )
+        ]
+    if md_type == "EncryptedText":
+        return [
+            make(
+                "encryptedstring",
+                length=length or 175,
+                mask=_text_of(elem, "maskChar"),
+                mask_type=_text_of(elem, "maskType"),
+            )
+        ]
+    if md_type in ("Number", "Currency", "Percent"):
+        type_ = {"Number": "double", "Currency": "currency", "Percent": "percent"}[md_type]
+        return [make(type_, precision=precision, scale=scale)]
+    if md_type == "Checkbox":
+        default = (_text_of(elem, "defaultValue") or "false").lower() == "true"
+        if formula is not None:
+            return [make("boolean", default_value=None)]
+        return [make("boolean", nillable=False, defaulted_on_create=True, default_value=default)]
+    if md_type in ("Date", "DateTime", "Time", "Email", "Phone", "Url"):
+        type_ = {
+            "Date": "date",
+            "DateTime": "datetime",
+            "Time": "time",
+            "Email": "email",
+            "Phone": "phone",
+            "Url": "url",
+        }[md_type]
+        length = {"email": 80, "phone": 40, "url": 255}.get(type_, 0)
+        return [make(type_, length=length)]
+    if md_type in ("Picklist", "MultiselectPicklist"):
+        values, labels, default, restricted = _picklist(elem)
+        type_ = "picklist" if md_type == "Picklist" else "multipicklist"
+        return [
+            make(
+                type_,
+                length=255 if type_ == "picklist" else 4099,
+                picklist_values=values,
+                picklist_labels=labels,
+                default_value=default,
+                defaulted_on_create=default is not None,
+                restricted_picklist=restricted,
+            )
+        ]
+    if md_type in ("Lookup", "MasterDetail"):
+        existing = obj.field(name)
+        target = _text_of(elem, "referenceTo")
+        if not custom and existing is not None:
+            return []  # a standard lookup's settings (history tracking...) change nothing we model
+        if target is None:
+            raise MetadataError(f"{source}: lookup {obj.name}.{name} has no <referenceTo>")
+        child_name = _text_of(elem, "relationshipName")
+        master = md_type == "MasterDetail"
+        return [
+            make(
+                "reference",
+                length=18,
+                reference_to=[target],
+                relationship_name=f"{_relationship_stem(name)}__r" if custom else None,
+                child_relationship_name=f"{child_name}__r" if child_name else None,
+                nillable=False if master else nillable,
+                updateable=_flag(elem, "reparentableMasterDetail") if master else True,
+                cascade_delete=master or _text_of(elem, "deleteConstraint") == "Cascade",
+                restricted_delete=_text_of(elem, "deleteConstraint") == "Restrict",
+                relationship_order=_int_of(elem, "relationshipOrder", 0) if master else None,
+                write_requires_master_read=_flag(elem, "writeRequiresMasterRead"),
+            )
+        ]
+    if md_type == "Location":
+        geo = location_fields(name, label, scale=_int_of(elem, "scale", 15))
+        geo[0].display_location_in_decimal = _flag(elem, "displayLocationInDecimal")
+        return geo
+    if md_type == "AutoNumber":
+        return [
+            make(
+                "string",
+                length=30,
+                createable=False,
+                updateable=False,
+                nillable=False,
+                defaulted_on_create=True,
+                auto_number=True,
+                auto_number_format=_text_of(elem, "displayFormat") or "{0}",
+            )
+        ]
+    if md_type == "Summary":
+        type_, s_precision, s_scale = _summary_type(catalog, elem)
+        return [
+            make(
+                type_,
+                precision=s_precision,
+                scale=s_scale,
+                calculated=True,
+                createable=False,
+                updateable=False,
+                nillable=True,
+            )
+        ]
+    raise MetadataError(f"{source}: field {obj.name}.{name} has unsupported type {md_type!r}")
+
+
+def object_from_metadata(
+    catalog: Catalog, name: str, elem: ElementTree.Element | None
+) -> SObjectDef:
+    """Build a custom object (or platform event) from its ``CustomObject`` element.
+
+    The sharing model decides ownership: ``ControlledByParent`` objects are master-detail
+    children and have no ``OwnerId``.
+    """
+    label = (_text_of(elem, "label") if elem is not None else None) or name[:-3].replace("_", " ")
+    plural = (_text_of(elem, "pluralLabel") if elem is not None else None) or f"{label}s"
+    if name.endswith("__e"):
+        fields = [
+            _f("Id", "id", "Event UUID", 18, "DI", createable=False, updateable=False),
+            _dt("CreatedDate", "Created Date", "D"),
+            _ref("CreatedById", "Created By ID", ["User"], "CreatedBy", "D"),
+            _text("ReplayId", "Replay ID", 255, "N", createable=False, updateable=False),
+        ]
+        return SObjectDef(
+            name=name,
+            label=label,
+            label_plural=plural,
+            key_prefix=None,
+            custom=True,
+            fields={f.name: f for f in fields},
+            queryable=False,
+            updateable=False,
+            deletable=False,
+            bulk_queryable=False,
+            pk_chunking=False,
+            retrieveable=False,
+            replicateable=False,
+            searchable=False,
+            layoutable=False,
+            triggerable=True,
+            undeletable=False,
+            record_types=False,
+            url_kinds=SIMPLE_URLS,
+        )
+    sharing = _text_of(elem, "sharingModel") if elem is not None else "ReadWrite"
+    name_elem = _child(elem, "nameField") if elem is not None else None
+    name_type = (_text_of(name_elem, "type") if name_elem is not None else None) or "Text"
+    name_label = (_text_of(name_elem, "label") if name_elem is not None else None) or "Name"
+    auto_format = _text_of(name_elem, "displayFormat") if name_elem is not None else None
+    owned = sharing != "ControlledByParent"
+    fields = [
+        *custom_head(label, name_label, name_type, auto_format),
+        *custom_tail(owner=owned),
+        _dt("LastViewedDate", "Last Viewed Date"),
+        _dt("LastReferencedDate", "Last Referenced Date"),
+    ]
+    bulk = elem is None or _flag(elem, "enableBulkApi", default=True)
+    obj = _custom_obj(
+        name,
+        label,
+        plural,
+        catalog.next_custom_prefix(),
+        [],
+        sharing_model=sharing,
+        bulk_queryable=bulk,
+        bulk_api=bulk,
+        searchable=elem is None or _flag(elem, "enableSearch", default=True),
+        feed_enabled=elem is not None and _flag(elem, "enableFeeds"),
+        supported_scopes=_owned_scopes(plural)
+        if owned
+        else [("everything", f"All {plural.lower()}")],
+    )
+    for fdef in fields:
+        obj.fields[fdef.name] = fdef
+    return obj
+
+
+def load_metadata_source(catalog: Catalog, directory: str | Path) -> list[str]:
+    """Add the objects and fields under ``directory`` (an ``objects/`` folder or one above it).
+
+    Custom objects are created (or replaced) from ``X.object-meta.xml``; their fields, and custom
+    fields on standard objects, come from ``fields/*.field-meta.xml``. Standard field entries
+    (``Contact/fields/AccountId.field-meta.xml``) only tune settings we do not model and are
+    accepted as they are. Objects are created before fields are read, so lookups between new
+    objects resolve in any order. Returns the names of the objects touched.
+    """
+    root = Path(directory)
+    object_dirs: list[Path] = []
+    candidates = [root] if root.name == "objects" else sorted(root.rglob("objects"))
+    for objects in candidates:
+        if objects.is_dir():
+            object_dirs += sorted(p for p in objects.iterdir() if p.is_dir())
+    touched: list[str] = []
+    pending: list[tuple[SObjectDef, Path]] = []
+    for obj_dir in object_dirs:
+        name = obj_dir.name
+        meta = obj_dir / f"{name}.object-meta.xml"
+        obj = catalog.get(name)
+        is_custom = "__" in name
+        if is_custom and (obj is None or meta.exists()):
+            elem = _xml_root(meta) if meta.exists() else None
+            previous = obj
+            obj = object_from_metadata(catalog, name, elem)
+            if previous is not None:
+                obj.key_prefix = previous.key_prefix
+            catalog.add(obj)
+        if obj is None:
+            continue  # a standard object this emulator does not model
+        touched.append(obj.name)
+        pending.append((obj, obj_dir / "fields"))
+    for obj, fields_dir in pending:
+        if not fields_dir.is_dir():
+            continue
+        for path in sorted(fields_dir.glob("*.field-meta.xml")):
+            for fdef in field_from_metadata(catalog, obj, _xml_root(path), path):
+                obj.add_field(fdef)
+    catalog.relink()
+    return touched
