@@ -1,0 +1,1067 @@
+"""The Salesforce Bulk CSV dialect, both ways: result pages to typed values, records to batches.
+
+Reading (the tap's hot path):
+
+- :func:`iter_csv_rows` turns one result page, given as an iterable of byte chunks straight off
+  an HTTP stream, into rows of strings. RFC 4180: quoted cells may hold commas, doubled quotes and
+  line breaks (LF, CRLF or a lone CR); a UTF-8 character split across two chunks is reassembled;
+  fields of any size are accepted; NUL bytes are dropped, as tap-salesforce and salesforce-bulk
+  do, because a Salesforce text value cannot hold one; the Bulk 1.0 body ``Records not found for
+  this query`` is an empty result. Nothing but the current line is held in memory.
+- :class:`RecordTyper` turns cells into JSON-ready values by the stream's JSON schema (or
+  describe types): only an empty cell is null; ``true``/``false`` are booleans; integers are
+  ``int`` (also when sent as ``47.0`` or ``9.0E7``); double, currency and percent become exact
+  :class:`~decimal.Decimal` values, never floats, which the Singer SDK writes digit for digit
+  (simplejson ``use_decimal``); a ``NaN``/``Infinity`` cell cannot be written as JSON, so it
+  becomes null with a warning; datetimes become the SDK's own RFC 3339 form
+  ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00`` (UTC, fixed width, so bookmarks compare correctly as
+  strings and the milliseconds survive); dates stay ``YYYY-MM-DD``; times become
+  ``HH:MM:SS.sssZ``; the strings ``NA``, ``N/A``, ``None`` and ``null`` stay strings.
+
+Writing (the target's hot path):
+
+- :func:`encode_value` / :func:`make_encoder` turn one Python value into the cell text Salesforce
+  expects for a field type: ``None`` becomes ``#N/A`` (set to null), booleans ``true``/``false``,
+  numbers in plain notation, datetimes ``YYYY-MM-DDTHH:MM:SS.sssZ`` in UTC. Bad values raise
+  :class:`ValueError` naming the field and the reason.
+- :class:`CsvBatcher` packs records into UTF-8 CSV batches bounded by rows, bytes and characters,
+  never splitting a record; the header is the union of the batch's columns; each batch remembers
+  the key of every row so per-record results can be joined back; a record that breaks a
+  per-record limit or has a bad value comes back alone as a :class:`RejectedRecord`.
+
+Why ``#N/A`` and a literal ``"#N/A"`` cannot both exist: Salesforce decides null-ness on the
+cell's value after unquoting, so quoting does not protect a text value equal to ``#N/A``; the
+encoder refuses such a value instead of silently nulling the field. An empty string has no CSV
+form either (an empty cell means "leave unchanged" and Salesforce stores empty text as null), so
+``""`` is sent as ``#N/A``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import itertools
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sfbulk.schema import value_kind
+
+__all__ = [
+    "NO_RECORDS_BODY",
+    "NULL_CELL",
+    "Column",
+    "CsvBatch",
+    "CsvBatcher",
+    "RecordTyper",
+    "RejectedRecord",
+    "encode_value",
+    "iter_csv_records",
+    "iter_csv_rows",
+    "make_encoder",
+    "quote_cell",
+    "resolve_timezone",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The whole body of a Bulk 1.0 CSV query result file that has no rows.
+NO_RECORDS_BODY = "Records not found for this query"
+#: The cell value that sets a field to null in an ingest batch.
+NULL_CELL = "#N/A"
+
+UTC = dt.timezone.utc
+
+# Salesforce's documented limits for one ingest batch (Bulk 1.0) and for every record in 2.0.
+MAX_BATCH_ROWS = 10_000
+MAX_BATCH_BYTES = 10_000_000
+MAX_BATCH_CHARS = 10_000_000
+MAX_FIELD_CHARS = 131_072
+MAX_RECORD_CHARS = 400_000
+MAX_RECORD_FIELDS = 5_000
+MAX_HEADER_CHARS = 32_000
+
+# Salesforce's documented dateTime range ("1700-01-01T00:00:00Z GMT to 4000-12-31T00:00:00Z GMT").
+MIN_YEAR = 1700
+MAX_YEAR = 4000
+
+INT_BOUNDS = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+
+
+def _raise_field_size_limit() -> None:
+    """Let the csv module read a field of any size a result page can hold.
+
+    The default limit (131,072 characters) is exactly Salesforce's per-field maximum, so a long text
+    area with a few escaped quotes would already trip it. The limit is process-wide and only ever
+    raised here; the largest value a C ``long`` holds on every platform is used.
+    """
+    limit = 2**31 - 1
+    if csv.field_size_limit() < limit:
+        csv.field_size_limit(limit)
+
+
+_raise_field_size_limit()
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------------
+
+
+class _ChunkReader(io.RawIOBase):
+    """A raw binary stream over an iterable of byte chunks, dropping NUL bytes on the way."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        super().__init__()
+        self._chunks = iter(chunks)
+        self._view = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._view:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                return 0
+            if isinstance(chunk, str):
+                chunk = chunk.encode("utf-8")
+            if b"\0" in chunk:
+                chunk = chunk.replace(b"\0", b"")
+            self._view = memoryview(chunk)
+        size = min(len(buffer), len(self._view))
+        buffer[:size] = self._view[:size]
+        self._view = self._view[size:]
+        return size
+
+
+def iter_csv_rows(chunks: Iterable[bytes]) -> Iterator[list[str]]:
+    """Yield the rows of one CSV result page, its header row first.
+
+    Args:
+        chunks: The page body as byte chunks (for example ``response.iter_content(65536)``); a
+            UTF-8 character or a CRLF may be split across chunks. ``str`` chunks are accepted too.
+
+    Yields:
+        Each row as a list of cell strings, unquoted. Nothing for an empty body or for the Bulk 1.0
+        ``Records not found for this query`` body. Blank lines are skipped.
+
+    Raises:
+        UnicodeDecodeError: The body is not UTF-8.
+        csv.Error: The body is not well-formed CSV.
+    """
+    text = io.TextIOWrapper(
+        io.BufferedReader(_ChunkReader(chunks), buffer_size=65536),
+        encoding="utf-8-sig",
+        newline="",
+    )
+    first = text.readline()
+    if not first or first.strip() == NO_RECORDS_BODY:
+        return
+    for row in csv.reader(itertools.chain((first,), text), strict=True):
+        if row:
+            yield row
+
+
+def iter_csv_records(chunks: Iterable[bytes]) -> Iterator[dict[str, str]]:
+    """Yield one result page's rows as dicts keyed by its header, cells left as strings."""
+    rows = iter_csv_rows(chunks)
+    header = next(rows, None)
+    if header is None:
+        return
+    width = len(header)
+    for number, row in enumerate(rows, start=2):
+        if len(row) != width:
+            raise ValueError(f"CSV row {number} has {len(row)} cells but the header has {width}")
+        yield dict(zip(header, row, strict=True))
+
+
+_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_NON_FINITE = frozenset({"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity",
+                         "-infinity", "snan"})
+_DATETIME_FAST_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII)
+_DATETIME_RE = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d{1,9}))?)?)?"
+    r"(Z|z|[+-]\d\d(?::?\d\d)?)?",
+    re.ASCII,
+)
+_DATE_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)Z?", re.ASCII)
+_TIME_RE = re.compile(r"(\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,9}))?)?(Z|z|[+-]\d\d(?::?\d\d)?)?",
+                      re.ASCII)
+_BOOL_CELLS = {"true": True, "false": False}
+
+
+class _BadCell(ValueError):
+    """A cell that does not hold a value of its column's type."""
+
+
+def _offset(text: str | None) -> dt.timezone | None:
+    if text is None:
+        return None
+    if text in ("Z", "z"):
+        return UTC
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    minutes = int(digits[:2]) * 60 + (int(digits[2:4]) if len(digits) > 2 else 0)
+    return dt.timezone(sign * dt.timedelta(minutes=minutes))
+
+
+def _parse_datetime(text: str, default_tz: dt.tzinfo) -> dt.datetime | None:
+    """Parse an ISO 8601 date or datetime string; ``None`` when it is not one.
+
+    A value without an offset is taken in ``default_tz``; a date alone means its midnight.
+    Fractions past microseconds are cut off (Salesforce keeps milliseconds).
+    """
+    match = _DATETIME_RE.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    try:
+        value = dt.datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
+                            int(second or 0), micro)
+    except ValueError:
+        return None
+    tz = _offset(offset)
+    return value.replace(tzinfo=tz) if tz is not None else value.replace(tzinfo=default_tz)
+
+
+def _read_int(cell: str) -> int:
+    if cell.isascii() and cell.isdigit():
+        return int(cell)
+    if _NUMBER_RE.fullmatch(cell) is None:
+        raise _BadCell("not an integer")
+    value = Decimal(cell)
+    if value != value.to_integral_value():
+        raise _BadCell("not a whole number")
+    return int(value)
+
+
+def _read_number(cell: str) -> Decimal:
+    if _NUMBER_RE.fullmatch(cell) is None:
+        raise _BadCell("not a number")
+    return Decimal(cell)
+
+
+def _read_bool(cell: str) -> bool:
+    value = _BOOL_CELLS.get(cell)
+    if value is None:
+        value = _BOOL_CELLS.get(cell.lower())
+        if value is None:
+            raise _BadCell("not true or false")
+    return value
+
+
+def _format_utc(value: dt.datetime) -> str:
+    """The SDK's RFC 3339 form of an aware datetime, in UTC with microseconds."""
+    return value.astimezone(UTC).isoformat("T", timespec="microseconds")
+
+
+def _read_datetime(cell: str) -> str:
+    if len(cell) == 24 and _DATETIME_FAST_RE.fullmatch(cell):
+        return cell[:23] + "000+00:00"
+    value = _parse_datetime(cell, UTC)
+    if value is None:
+        raise _BadCell("not a datetime")
+    return _format_utc(value)
+
+
+def _read_date(cell: str) -> str:
+    match = _DATE_RE.fullmatch(cell)
+    if match is None:
+        raise _BadCell("not a date (YYYY-MM-DD)")
+    try:
+        dt.date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError as exc:
+        raise _BadCell("not a calendar date") from exc
+    return cell[:10]
+
+
+def _time_text(hour: int, minute: int, second: int, micro: int) -> str:
+    if micro % 1000 == 0:
+        return f"{hour:02d}:{minute:02d}:{second:02d}.{micro // 1000:03d}Z"
+    return f"{hour:02d}:{minute:02d}:{second:02d}.{micro:06d}Z"
+
+
+def _parse_time(text: str) -> str | None:
+    """Normalise a time of day to ``HH:MM:SS.sssZ`` (six fraction digits when needed)."""
+    match = _TIME_RE.fullmatch(text)
+    if match is None:
+        return None
+    hour, minute, second = int(match[1]), int(match[2]), int(match[3] or 0)
+    micro = int((match[4] or "0")[:6].ljust(6, "0"))
+    if hour > 23 or minute > 59 or second > 59:
+        return None
+    tz = _offset(match[5])
+    if tz is not None and tz is not UTC:
+        shift = tz.utcoffset(None)
+        moment = dt.datetime(2000, 1, 1, hour, minute, second, micro) - shift
+        hour, minute, second = moment.hour, moment.minute, moment.second
+    return _time_text(hour, minute, second, micro)
+
+
+def _read_time(cell: str) -> str:
+    value = _parse_time(cell)
+    if value is None:
+        raise _BadCell("not a time (HH:MM:SS.sssZ)")
+    return value
+
+
+_READERS: dict[str, Callable[[str], Any]] = {
+    "integer": _read_int,
+    "number": _read_number,
+    "boolean": _read_bool,
+    "datetime": _read_datetime,
+    "date": _read_date,
+    "time": _read_time,
+}
+
+_JSON_TYPES = frozenset({"string", "number", "integer", "boolean", "null", "object", "array"})
+
+
+def _kind_of_property(prop: Mapping[str, Any]) -> str:
+    """The value kind a JSON-schema property describes (see :func:`sfbulk.schema.value_kind`)."""
+    types: set[str] = set()
+    formats: set[str] = set()
+    for part in [prop, *prop.get("anyOf", ()), *prop.get("oneOf", ())]:
+        declared = part.get("type")
+        if isinstance(declared, str):
+            types.add(declared)
+        elif isinstance(declared, list):
+            types.update(declared)
+        if isinstance(part.get("format"), str):
+            formats.add(part["format"])
+    if "integer" in types:
+        return "integer"
+    if "number" in types:
+        return "number"
+    if "boolean" in types:
+        return "boolean"
+    if "string" in types:
+        for fmt, kind in (("date-time", "datetime"), ("date", "date"), ("time", "time")):
+            if fmt in formats:
+                return kind
+    return "string"
+
+
+def _kind_of(spec: Any) -> str:
+    if isinstance(spec, str):
+        return value_kind(spec)
+    if isinstance(spec, Mapping):
+        declared = spec.get("type")
+        if isinstance(declared, str) and declared not in _JSON_TYPES:
+            return value_kind(declared)
+        return _kind_of_property(spec)
+    raise TypeError(f"cannot tell a column type from {spec!r}")
+
+
+class RecordTyper:
+    """Turns Bulk CSV cells into typed, JSON-ready values.
+
+    Build one per stream and reuse it for every page: converters are compiled once per header.
+
+    Args:
+        schema_or_field_types: Either a JSON schema with ``properties`` (the stream's schema, as
+            :func:`sfbulk.schema.object_json_schema` makes it), or a mapping of column name to a
+            describe type (``"datetime"``), a describe field dict or a JSON-schema property.
+            Columns it does not name (relationship columns such as ``Account.Name``) stay strings.
+        stream: A name for messages (the sObject).
+
+    A cell that cannot be read as its column's type raises :class:`ValueError` naming the stream,
+    column, row and value. ``NaN``/``Infinity`` in a number column cannot be written as JSON: it
+    becomes ``None`` and is counted in :attr:`non_finite` and logged once per column.
+    """
+
+    def __init__(self, schema_or_field_types: Mapping[str, Any], *, stream: str = "") -> None:
+        specs = schema_or_field_types
+        if isinstance(specs.get("properties"), Mapping):
+            specs = specs["properties"]
+        self.stream = stream
+        self.kinds: dict[str, str] = {name: _kind_of(spec) for name, spec in specs.items()}
+        self._folded = {name.lower(): kind for name, kind in self.kinds.items()}
+        self._compiled: dict[tuple[str, ...], Callable[[list[str]], dict[str, Any]]] = {}
+        self.non_finite: dict[str, int] = {}
+
+    def kind(self, column: str) -> str:
+        """The value kind of a column: exact name first, then case-insensitively, else string."""
+        kind = self.kinds.get(column)
+        if kind is None:
+            kind = self._folded.get(column.lower(), "string")
+        return kind
+
+    def convert(self, column: str, cell: str) -> Any:
+        """Type one cell of ``column``."""
+        return self._converter(column, self.kind(column))(cell)
+
+    def _converter(self, column: str, kind: str) -> Callable[[str], Any]:
+        if kind == "string":
+            return _string_or_none
+        read = _READERS[kind]
+        stream = self.stream
+
+        def convert(cell: str) -> Any:
+            if not cell:
+                return None
+            try:
+                return read(cell)
+            except (_BadCell, InvalidOperation) as exc:
+                if kind in ("number", "integer") and cell.lower() in _NON_FINITE:
+                    return self._non_finite(column, cell)
+                shown = cell if len(cell) <= 80 else cell[:77] + "..."
+                raise ValueError(
+                    f"{stream or 'record'}.{column}: cannot read {shown!r} as {kind}: {exc}"
+                ) from None
+
+        return convert
+
+    def _non_finite(self, column: str, cell: str) -> None:
+        seen = self.non_finite.get(column, 0)
+        self.non_finite[column] = seen + 1
+        if not seen:
+            logger.warning(
+                "%s.%s: %r has no JSON number form; emitting null (further ones counted quietly)",
+                self.stream or "record", column, cell)
+        return None
+
+    def row_converter(self, header: list[str]) -> Callable[[list[str]], dict[str, Any]]:
+        """A function turning a row of cells under ``header`` into a typed record dict."""
+        key = tuple(header)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            names = list(header)
+            converters = [self._converter(name, self.kind(name)) for name in names]
+            width = len(names)
+            stream = self.stream
+
+            def compiled(row: list[str]) -> dict[str, Any]:
+                if len(row) != width:
+                    raise ValueError(
+                        f"{stream or 'record'}: a CSV row has {len(row)} cells but the header has "
+                        f"{width}"
+                    )
+                # Widths were checked above, so zip need not check them again.
+                cells = zip(names, converters, row, strict=False)
+                return {name: conv(cell) for name, conv, cell in cells}
+
+            self._compiled[key] = compiled
+        return compiled
+
+    def type_record(self, record: Mapping[str, str]) -> dict[str, Any]:
+        """Type a dict of cells (as :func:`iter_csv_records` yields them)."""
+        return {name: self.convert(name, cell) for name, cell in record.items()}
+
+    def iter_records(self, chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+        """Read one result page (its own header first) and yield typed records."""
+        rows = iter_csv_rows(chunks)
+        header = next(rows, None)
+        if header is None:
+            return
+        convert = self.row_converter(header)
+        for row in rows:
+            yield convert(row)
+
+
+def _string_or_none(cell: str) -> str | None:
+    return cell or None
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing: values
+# --------------------------------------------------------------------------------------------------
+
+
+def resolve_timezone(name: str | None) -> dt.tzinfo:
+    """The ``tzinfo`` for an IANA zone name (``"Europe/Paris"``); UTC for ``None``/``""``/``UTC``.
+
+    Raises:
+        ValueError: The name is not a known time zone.
+    """
+    if not name or name.upper() in ("UTC", "Z", "GMT"):
+        return UTC
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+
+
+_BOOL_INPUTS = {"true": "true", "false": "false", "1": "true", "0": "false", "yes": "true",
+                "no": "false"}
+_STRING_KINDS_REJECTED = {
+    "base64": "base64 fields cannot be loaded through Bulk CSV (they need a ZIP attachment job)",
+    "address": "a compound address field cannot be written; write its component fields",
+    "location": "a compound location field cannot be written; write its Latitude and Longitude",
+}
+_warned_types: set[str] = set()
+
+
+def _describe_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _plain_decimal(value: Decimal) -> str:
+    """Plain positional notation, never an exponent: ``Decimal('1E+7')`` -> ``10000000``."""
+    return format(value, "f")
+
+
+def _as_decimal(value: Any) -> Decimal | None:
+    """The exact decimal a JSON-ish value stands for, or ``None`` when it is not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(repr(value)) if value == value and value not in (float("inf"),
+                                                                        float("-inf")) else None
+    if isinstance(value, str) and _NUMBER_RE.fullmatch(value):
+        return Decimal(value)
+    return None
+
+
+def _check_year(year: int) -> None:
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise ValueError(f"year {year} is outside Salesforce's range {MIN_YEAR}-{MAX_YEAR}")
+
+
+def _enc_bool(value: Any) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        text = _BOOL_INPUTS.get(value.strip().lower())
+        if text is not None:
+            return text
+        raise ValueError(f"{_describe_value(value)} is not one of true/false/1/0/yes/no")
+    number = _as_decimal(value)
+    if number is not None and number in (0, 1):
+        return "true" if number == 1 else "false"
+    raise ValueError(f"{_describe_value(value)} is not a boolean")
+
+
+def _int_encoder(kind: str) -> Callable[[Any], str]:
+    low, high = INT_BOUNDS.get(kind, INT_BOUNDS["long"])
+
+    def encode(value: Any) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            decimal = _as_decimal(value)
+            if decimal is None or not decimal.is_finite():
+                raise ValueError(f"{_describe_value(value)} is not an integer")
+            if decimal != decimal.to_integral_value():
+                raise ValueError(f"{_describe_value(value)} is not a whole number")
+            number = int(decimal)
+        if not low <= number <= high:
+            raise ValueError(f"{number} is outside the {kind} range {low}..{high}")
+        return str(number)
+
+    return encode
+
+
+def _enc_number(value: Any) -> str:
+    decimal = _as_decimal(value)
+    if decimal is None or not decimal.is_finite():
+        raise ValueError(f"{_describe_value(value)} is not a finite number")
+    return _plain_decimal(decimal)
+
+
+def _utc_millis(value: dt.datetime) -> str:
+    value = value.astimezone(UTC)
+    _check_year(value.year)
+    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:"
+            f"{value.minute:02d}:{value.second:02d}.{value.microsecond // 1000:03d}Z")
+
+
+def _datetime_encoder(tz: dt.tzinfo) -> Callable[[Any], str]:
+    def encode(value: Any) -> str:
+        if isinstance(value, dt.datetime):
+            moment = value if value.tzinfo is not None else value.replace(tzinfo=tz)
+        elif isinstance(value, dt.date):
+            moment = dt.datetime(value.year, value.month, value.day, tzinfo=tz)
+        elif isinstance(value, str):
+            parsed = _parse_datetime(value.strip(), tz)
+            if parsed is None:
+                raise ValueError(f"{_describe_value(value)} is not an ISO 8601 datetime")
+            moment = parsed
+        else:
+            raise ValueError(f"{_describe_value(value)} is not a datetime")
+        return _utc_millis(moment)
+
+    return encode
+
+
+def _date_encoder(tz: dt.tzinfo) -> Callable[[Any], str]:
+    def encode(value: Any) -> str:
+        if isinstance(value, dt.datetime):
+            day = value.astimezone(tz).date() if value.tzinfo is not None else value.date()
+        elif isinstance(value, dt.date):
+            day = value
+        elif isinstance(value, str):
+            text = value.strip()
+            match = _DATE_RE.fullmatch(text)
+            if match is not None:
+                try:
+                    day = dt.date(int(match[1]), int(match[2]), int(match[3]))
+                except ValueError as exc:
+                    raise ValueError(f"{_describe_value(value)} is not a calendar date") from exc
+            else:
+                parsed = _parse_datetime(text, tz)
+                if parsed is None:
+                    raise ValueError(f"{_describe_value(value)} is not an ISO 8601 date")
+                day = parsed.astimezone(tz).date()
+        else:
+            raise ValueError(f"{_describe_value(value)} is not a date")
+        _check_year(day.year)
+        return day.isoformat()
+
+    return encode
+
+
+def _enc_time(value: Any) -> str:
+    if isinstance(value, dt.time):
+        return _time_text(value.hour, value.minute, value.second, value.microsecond)
+    if isinstance(value, str):
+        text = _parse_time(value.strip())
+        if text is not None:
+            return text
+    raise ValueError(f"{_describe_value(value)} is not a time of day (HH:MM:SS.sssZ)")
+
+
+def _check_text(text: str) -> str:
+    if text == NULL_CELL:
+        raise ValueError(
+            "the text '#N/A' cannot be sent: Salesforce reads it as null, quoted or not")
+    if "\0" in text:
+        raise ValueError("text holds a NUL character, which Salesforce cannot store")
+    return text
+
+
+def _string_encoder(kind: str) -> Callable[[Any], str]:
+    def encode(value: Any) -> str:
+        if isinstance(value, str):
+            return _check_text(value) if value else NULL_CELL
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, Decimal)):
+            return str(value) if isinstance(value, int) else _enc_number(value)
+        if isinstance(value, float):
+            return _enc_number(value)
+        if isinstance(value, (list, tuple)):
+            if kind == "multipicklist":
+                items = [str(item) for item in value]
+                if any(";" in item for item in items):
+                    raise ValueError("a multi-select picklist value cannot contain ';'")
+                return _check_text(";".join(items)) if items else NULL_CELL
+            return _check_text(json.dumps(value, ensure_ascii=False, separators=(",", ":"),
+                                          default=str))
+        if isinstance(value, dt.datetime):
+            return value.isoformat()
+        if isinstance(value, (dt.date, dt.time)):
+            return value.isoformat()
+        raise ValueError(f"{_describe_value(value)} ({type(value).__name__}) is not text")
+
+    return encode
+
+
+def make_encoder(field_type: str, *, tz: dt.tzinfo | None = None,
+                 field: str = "") -> Callable[[Any], str]:
+    """Build the function that encodes values of one field into cell text (not yet quoted).
+
+    Args:
+        field_type: The describe type of the target field (``"datetime"``, ``"currency"``…).
+        tz: Where naive datetimes are, and in which zone a datetime given to a date field is
+            dated; UTC when ``None``.
+        field: The field's name, used in error messages.
+
+    Returns:
+        ``encode(value) -> str``: ``None`` and ``""`` give ``#N/A``. It raises :class:`ValueError`
+        ``"<field>: <reason>"`` for a value the field cannot take.
+    """
+    zone = tz or UTC
+    rejected = _STRING_KINDS_REJECTED.get(field_type)
+    kind = value_kind(field_type)
+    if rejected is not None:
+        inner: Callable[[Any], str] | None = None
+    elif kind == "boolean":
+        inner = _enc_bool
+    elif kind == "integer":
+        inner = _int_encoder(field_type)
+    elif kind == "number":
+        inner = _enc_number
+    elif kind == "datetime":
+        inner = _datetime_encoder(zone)
+    elif kind == "date":
+        inner = _date_encoder(zone)
+    elif kind == "time":
+        inner = _enc_time
+    else:
+        inner = _string_encoder(field_type)
+    label = field or field_type
+
+    def encode(value: Any) -> str:
+        if value is None or (isinstance(value, str) and value == ""):
+            return NULL_CELL
+        if inner is None:
+            raise ValueError(f"{label}: {rejected}")
+        try:
+            return inner(value)
+        except ValueError as exc:
+            raise ValueError(f"{label}: {exc}") from None
+
+    return encode
+
+
+def encode_value(field_type: str, value: Any, tz: dt.tzinfo | None = None, *,
+                 field: str = "") -> str:
+    """Encode one value for a field of ``field_type`` (see :func:`make_encoder`)."""
+    return make_encoder(field_type, tz=tz, field=field)(value)
+
+
+_NEEDS_QUOTES = re.compile(r'[",\r\n]')
+
+
+def quote_cell(text: str) -> str:
+    """Quote a cell only when it must be (comma, quote or line break); quotes are doubled.
+
+    ``#N/A`` is never quoted; leading and trailing spaces are kept as they are (Salesforce does not
+    trim cells).
+    """
+    if _NEEDS_QUOTES.search(text) is None:
+        return text
+    return '"' + text.replace('"', '""') + '"'
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing: batches
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    """Where a record key goes: the batch header name and the describe type used to encode it.
+
+    ``name`` is what Salesforce expects in the header: a field's API name (``Name``) or a
+    relationship column (``Account.External_Id__c``, ``Lead:Who.Email``).
+    """
+
+    name: str
+    field_type: str
+
+
+#: Maps a record key (a field name in any case, or a flattened ``Rel.Field``/``Type:Rel.Field``)
+#: to its :class:`Column`; returns ``None`` to drop the key quietly (Singer metadata columns…) and
+#: raises :class:`ValueError` with a reason for a key that cannot be loaded.
+ColumnResolver = Callable[[str], "Column | None"]
+
+
+@dataclass
+class RejectedRecord:
+    """A record the batcher refused on its own, before Salesforce saw it."""
+
+    key: Any
+    record: Mapping[str, Any]
+    reason: str
+    field: str | None = None
+
+
+@dataclass
+class CsvBatch:
+    """One ingest batch: UTF-8 CSV bytes (header first) and the key of every row, in order."""
+
+    sequence: int
+    columns: list[str]
+    keys: list[Any]
+    data: bytes
+    chars: int
+
+    @property
+    def rows(self) -> int:
+        return len(self.keys)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _flatten(record: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """Yield (key, value) pairs; a nested mapping is a parent reference by an indexed field.
+
+    ``{"Account": {"External_Id__c": "A1"}}`` gives ``Account.External_Id__c``; a nested
+    ``{"attributes": {"type": "Lead"}, "Email": …}`` under ``Who`` gives ``Lead:Who.Email``.
+    """
+    for key, value in record.items():
+        if isinstance(value, Mapping):
+            attributes = value.get("attributes")
+            prefix = ""
+            if isinstance(attributes, Mapping) and attributes.get("type"):
+                prefix = f"{attributes['type']}:"
+            for sub_key, sub_value in value.items():
+                if sub_key == "attributes":
+                    continue
+                if isinstance(sub_value, Mapping):
+                    raise ValueError(f"{key}.{sub_key}: only one level of parent reference is "
+                                     "allowed")
+                yield f"{prefix}{key}.{sub_key}", sub_value
+        else:
+            yield key, value
+
+
+@dataclass
+class _OpenBatch:
+    columns: list[str] = field(default_factory=list)
+    index: dict[str, int] = field(default_factory=dict)
+    rows: list[list[str]] = field(default_factory=list)
+    keys: list[Any] = field(default_factory=list)
+    body_chars: int = 0
+    body_bytes: int = 0
+    header_chars: int = 0
+    header_bytes: int = 0
+
+
+class CsvBatcher:
+    """Packs records into Salesforce ingest CSV batches within every size limit.
+
+    Memory is bounded by one batch: rows are kept as encoded cells until the batch closes, then
+    joined under the final header. When a later record brings a new column, the header grows and
+    every earlier row gets an empty cell there (empty = leave unchanged), which the size accounting
+    includes exactly: ``batch.size`` equals ``len(batch.data)`` and never exceeds ``max_bytes``.
+
+    Args:
+        resolver: See :data:`ColumnResolver`; results are cached per key.
+        tz: Time zone of naive datetimes (see :func:`make_encoder`).
+        max_rows, max_bytes, max_chars: Per-batch limits (header included in bytes and chars).
+        max_field_chars, max_record_chars, max_record_fields: Per-record limits; a record over one
+            is rejected alone.
+        line_ending: ``"\\n"`` (LF, the default) or ``"\\r\\n"``; it must match the job's
+            ``lineEnding``.
+    """
+
+    def __init__(
+        self,
+        resolver: ColumnResolver,
+        *,
+        tz: dt.tzinfo | None = None,
+        max_rows: int = MAX_BATCH_ROWS,
+        max_bytes: int = MAX_BATCH_BYTES,
+        max_chars: int = MAX_BATCH_CHARS,
+        max_field_chars: int = MAX_FIELD_CHARS,
+        max_record_chars: int = MAX_RECORD_CHARS,
+        max_record_fields: int = MAX_RECORD_FIELDS,
+        max_header_chars: int = MAX_HEADER_CHARS,
+        line_ending: str = "\n",
+    ) -> None:
+        if line_ending not in ("\n", "\r\n"):
+            raise ValueError("line_ending must be LF or CRLF")
+        if min(max_rows, max_bytes, max_chars, max_field_chars, max_record_chars,
+               max_record_fields, max_header_chars) < 1:
+            raise ValueError("every batch limit must be positive")
+        self._resolver = resolver
+        self._tz = tz or UTC
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.max_chars = max_chars
+        self.max_field_chars = max_field_chars
+        self.max_record_chars = max_record_chars
+        self.max_record_fields = max_record_fields
+        self.max_header_chars = max_header_chars
+        self.line_ending = line_ending
+        self._columns: dict[str, tuple[Column, str, Callable[[Any], str]] | ValueError | None] = {}
+        self._open = _OpenBatch()
+        self._position = 0
+        self._sequence = 0
+
+    # -- resolving and encoding --------------------------------------------------------------
+
+    def _column(self, key: str) -> tuple[Column, str, Callable[[Any], str]] | None:
+        cached = self._columns.get(key, self)
+        if cached is self:
+            try:
+                column = self._resolver(key)
+            except ValueError as exc:
+                cached = exc
+            else:
+                cached = None if column is None else (
+                    column, quote_cell(column.name),
+                    make_encoder(column.field_type, tz=self._tz, field=column.name))
+            self._columns[key] = cached  # type: ignore[assignment]
+        if isinstance(cached, ValueError):
+            raise cached
+        return cached  # type: ignore[return-value]
+
+    def _encode(self, record: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+        """(column name, quoted header, quoted cell) per loaded key; ValueError names the key."""
+        cells: list[tuple[str, str, str]] = []
+        seen: dict[str, str] = {}
+        record_chars = 0
+        for key, value in _flatten(record):
+            try:
+                resolved = self._column(key)
+            except ValueError as exc:
+                raise _Rejection(str(exc), key) from None
+            if resolved is None:
+                continue
+            column, header, encode = resolved
+            if column.name in seen:
+                raise _Rejection(f"{key!r} and {seen[column.name]!r} both load {column.name}", key)
+            seen[column.name] = key
+            try:
+                text = encode(value)
+            except ValueError as exc:
+                raise _Rejection(str(exc), key) from None
+            if len(text) > self.max_field_chars:
+                raise _Rejection(f"{column.name}: {len(text)} characters, over the "
+                                 f"{self.max_field_chars} per field", key)
+            record_chars += len(text)
+            cells.append((column.name, header, quote_cell(text)))
+        if record_chars > self.max_record_chars:
+            raise _Rejection(f"{record_chars} characters, over the {self.max_record_chars} per "
+                             "record")
+        if len(cells) > self.max_record_fields:
+            raise _Rejection(f"{len(cells)} fields, over the {self.max_record_fields} per record")
+        if not cells:
+            raise _Rejection("no field of this record can be loaded")
+        return cells
+
+    # -- batching -------------------------------------------------------------------------------
+
+    def add(self, record: Mapping[str, Any], key: Any = None) -> CsvBatch | RejectedRecord | None:
+        """Add one record.
+
+        Args:
+            record: Field name to value; nested mappings are parent references.
+            key: How results will name this record; its input position (0, 1, …) by default.
+
+        Returns:
+            The batch that this record closed (it did not fit, so it starts the next one), a
+            :class:`RejectedRecord` when the record cannot be loaded at all, or ``None``.
+        """
+        position = self._position
+        self._position += 1
+        if key is None:
+            key = position
+        try:
+            cells = self._encode(record)
+        except _Rejection as exc:
+            return RejectedRecord(key, record, exc.reason, exc.field)
+        except ValueError as exc:  # a malformed nested reference
+            return RejectedRecord(key, record, str(exc))
+
+        batch = self._open
+        fit = self._fit(batch, cells)
+        if fit is not None:
+            self._append(batch, cells, key, fit)
+            return None
+        alone = self._fit(_OpenBatch(), cells)
+        if alone is None:
+            return RejectedRecord(key, record, "the record alone exceeds the batch size limits")
+        closed = self._close()
+        self._append(self._open, cells, key, alone)
+        return closed
+
+    def flush(self) -> CsvBatch | None:
+        """Close and return the open batch, if it has rows."""
+        return self._close()
+
+    def batches(self, records: Iterable[Any], *,
+                keyed: bool = False) -> Iterator[CsvBatch | RejectedRecord]:
+        """Batch a whole stream of records, yielding batches and rejected records as they come.
+
+        Args:
+            records: Records, or ``(key, record)`` pairs when ``keyed`` is true.
+            keyed: Whether ``records`` holds pairs.
+        """
+        for item in records:
+            if keyed:
+                key, record = item  # type: ignore[misc]
+                outcome = self.add(record, key)
+            else:
+                outcome = self.add(item)  # type: ignore[arg-type]
+            if outcome is not None:
+                yield outcome
+        last = self.flush()
+        if last is not None:
+            yield last
+
+    def _fit(self, batch: _OpenBatch, cells: list[tuple[str, str, str]]) -> tuple[int, ...] | None:
+        """The batch's new sizes with this record added, or ``None`` when a limit would break."""
+        if len(batch.rows) + 1 > self.max_rows:
+            return None
+        new_headers = [header for name, header, _ in cells if name not in batch.index]
+        columns = len(batch.columns) + len(new_headers)
+        eol = len(self.line_ending)
+        header_chars = batch.header_chars
+        header_bytes = batch.header_bytes
+        if new_headers:
+            added_chars = sum(len(h) for h in new_headers) + len(new_headers)
+            added_bytes = sum(_utf8_len(h) for h in new_headers) + len(new_headers)
+            if not batch.columns:  # the first column has no comma but the header gets its EOL
+                added_chars += eol - 1
+                added_bytes += eol - 1
+            header_chars += added_chars
+            header_bytes += added_bytes
+            if header_chars - eol > self.max_header_chars:
+                return None
+        # Existing rows gain one comma per new column.
+        widen = len(new_headers) * len(batch.rows)
+        row_chars = sum(len(cell) for _, _, cell in cells) + columns - 1 + eol
+        row_bytes = sum(_utf8_len(cell) for _, _, cell in cells) + columns - 1 + eol
+        body_chars = batch.body_chars + widen + row_chars
+        body_bytes = batch.body_bytes + widen + row_bytes
+        if header_chars + body_chars > self.max_chars or header_bytes + body_bytes > self.max_bytes:
+            return None
+        return header_chars, header_bytes, body_chars, body_bytes
+
+    def _append(self, batch: _OpenBatch, cells: list[tuple[str, str, str]], key: Any,
+                sizes: tuple[int, ...]) -> None:
+        for name, header, _ in cells:
+            if name not in batch.index:
+                batch.index[name] = len(batch.columns)
+                batch.columns.append(header)
+        row = [""] * len(batch.columns)
+        index = batch.index
+        for name, _, cell in cells:
+            row[index[name]] = cell
+        batch.rows.append(row)
+        batch.keys.append(key)
+        batch.header_chars, batch.header_bytes, batch.body_chars, batch.body_bytes = sizes
+
+    def _close(self) -> CsvBatch | None:
+        batch = self._open
+        if not batch.rows:
+            return None
+        self._open = _OpenBatch()
+        width = len(batch.columns)
+        eol = self.line_ending
+        parts = [",".join(batch.columns)]
+        for row in batch.rows:
+            if len(row) < width:
+                row.extend([""] * (width - len(row)))
+            parts.append(",".join(row))
+        text = eol.join(parts) + eol
+        names = list(batch.index)
+        sequence = self._sequence
+        self._sequence += 1
+        return CsvBatch(sequence, names, batch.keys, text.encode("utf-8"), len(text))
+
+
+class _Rejection(Exception):
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+
