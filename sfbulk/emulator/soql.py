@@ -1305,7 +1305,7 @@ class _Compiler:
     def compile(self, id_range: tuple[str, str | None] | None) -> CompiledQuery:
         exprs, params, columns, types = self.select_list()
         where: list[str] = []
-        if not self.include_deleted and self.root.field("IsDeleted") is not None:
+        if not self.include_deleted:  # every table has IsDeleted, even where describe has not
             where.append('t0."IsDeleted" = 0')
         where_params: list[Any] = []
         if self.select.where is not None:
@@ -1353,20 +1353,26 @@ def resolve_object(select: Select, catalog: Catalog, *, bulk: bool = True) -> SO
     return obj
 
 
-def check_root_object(select: Select, catalog: Catalog, expected_object: str) -> None:
+def check_root_object(select: Select, expected_object: str, catalog: Catalog | None = None) -> None:
     """Refuse a query whose FROM object is not the Bulk job's object, as Bulk 1.0 does.
+
+    Names compare case-insensitively; with a ``catalog`` the message spells both in API-name
+    case (and an unknown FROM object fails first, with ``INVALID_TYPE``).
 
     Raises:
         SoqlError: ``INVALID_TYPE_FOR_OPERATION`` naming both objects.
     """
-    obj = resolve_object(select, catalog, bulk=False)
-    expected = catalog.get(expected_object)
-    expected_name = expected.name if expected is not None else expected_object
-    if obj.name != expected_name:
+    query_name = select.object_name
+    expected_name = expected_object
+    if catalog is not None:
+        query_name = resolve_object(select, catalog, bulk=False).name
+        expected = catalog.get(expected_object)
+        expected_name = expected.name if expected is not None else expected_object
+    if query_name.lower() != expected_name.lower():
         raise SoqlError(
             INVALID_TYPE_FOR_OPERATION,
-            f"The root entity of the requested query ({obj.name}) does not match the entity of "
-            f"the requested Bulk API Job ({expected_name}).",
+            f"The root entity of the requested query ({query_name}) does not match the entity "
+            f"of the requested Bulk API Job ({expected_name}).",
         )
 
 
@@ -1401,7 +1407,7 @@ def compile_select(
     """
     compiler = _Compiler(select, catalog, include_deleted=include_deleted, now=now, bulk=bulk)
     if expected_object is not None:
-        check_root_object(select, catalog, expected_object)
+        check_root_object(select, expected_object, catalog)
     return compiler.compile(id_range)
 
 
