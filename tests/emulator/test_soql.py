@@ -432,3 +432,302 @@ def test_id_range_bounds_the_scan(catalog) -> None:
         'WHERE t0."Name" IS NOT NULL AND t0."Id" >= ? AND t0."Id" < ? ORDER BY t0."Id"'
     )
     assert params == ["0015g", "0015h"]
+
+
+# ------------------------------------------------------------------------- results on real rows
+
+NOW = dt.datetime(2024, 3, 13, 15, 30, tzinfo=dt.timezone.utc)  # a Wednesday
+
+
+@pytest.fixture(scope="module")
+def org():
+    """A store holding a small, fixed data set; tests only read it."""
+    from sfbulk.emulator.store import Org
+
+    org = Org(clock=lambda: NOW)
+    ids: dict[str, str] = {}
+
+    def insert(obj: str, rows: list[dict]) -> list[str]:
+        results = org.write(obj, "insert", rows)
+        assert all(r.success for r in results), results
+        return [r.id for r in results]
+
+    accounts = insert(
+        "Account",
+        [
+            {"Name": "Acme", "Type": "Prospect", "NumberOfEmployees": 10, "AnnualRevenue": 1000.5},
+            {"Name": "acme labs", "NumberOfEmployees": 250, "Rating": "Hot"},
+            {"Name": "50% off_sale", "Type": "Other", "NumberOfEmployees": 9},
+            {"Name": "O'Brien \\ Sons", "Type": "Prospect", "AnnualRevenue": -3},
+            {"Name": "x' OR Name != '", "Type": "Other"},
+            {"Name": "Gone Ltd", "Type": "Prospect"},
+        ],
+    )
+    ids.update(zip(["acme", "labs", "sale", "obrien", "inject", "gone"], accounts, strict=True))
+    insert("Account", [{"Name": "Acme Child", "ParentId": ids["acme"]}])
+    ids["child"] = org.execute_sql('SELECT "Id" FROM "Account" WHERE "Name" = ?', ["Acme Child"])[
+        0
+    ][0]
+    assert org.write("Account", "delete", [{"Id": ids["gone"]}])[0].success
+    contacts = insert(
+        "Contact",
+        [
+            {"LastName": "Smith", "FirstName": "Ann", "AccountId": ids["acme"]},
+            {"LastName": "Jones", "AccountId": ids["child"]},
+            {"LastName": "Orphan"},
+        ],
+    )
+    ids.update(zip(["smith", "jones", "orphan"], contacts, strict=True))
+    (ids["lead"],) = insert("Lead", [{"LastName": "Lee", "Company": "Leeco"}])
+    tasks = insert(
+        "Task",
+        [
+            {"Subject": "call", "WhoId": ids["smith"], "WhatId": ids["acme"],
+             "ActivityDate": "2024-03-13"},
+            {"Subject": "mail", "WhoId": ids["lead"], "ActivityDate": "2024-03-06"},
+            {"Subject": "none", "ActivityDate": "2024-02-29"},
+        ],
+    )  # fmt: skip
+    ids.update(zip(["call", "mail", "none"], tasks, strict=True))
+    samples = insert(
+        "Type_Sample__c",
+        [
+            {"Name": "s0", "Multi_Picklist__c": "Red;Green", "Checkbox__c": True,
+             "DateTime__c": "2021-01-01T00:00:00Z", "Date__c": "2021-01-01",
+             "Account__c": ids["acme"], "Double__c": 1.5},
+            {"Name": "s1", "Multi_Picklist__c": "Blue", "Checkbox__c": False,
+             "DateTime__c": "2021-01-01T00:00:00.123Z", "Date__c": "2021-01-02", "Double__c": 10},
+            {"Name": "s2", "DateTime__c": "2021-01-01T00:00:00.124Z", "Date__c": "2024-03-12"},
+            {"Name": "s3", "Multi_Picklist__c": "Green;Blue;Red",
+             "DateTime__c": "2024-03-12T23:59:59.999Z", "Date__c": "2024-03-13"},
+        ],
+    )  # fmt: skip
+    ids.update(zip(["s0", "s1", "s2", "s3"], samples, strict=True))
+    org.ids = ids
+    return org
+
+
+def run(org, soql: str, **kwargs) -> list[tuple]:
+    """Compile against the org's catalog and run the SQL in the org's database."""
+    sql, params, _columns, _types = compile_soql(soql, org.catalog, now=NOW, **kwargs)
+    return org.execute_sql(sql, params)
+
+
+def names(org, soql: str, **kwargs) -> list[str]:
+    return [row[0] for row in run(org, soql, **kwargs)]
+
+
+def test_unsorted_results_come_in_creation_order_without_deleted_rows(org) -> None:
+    assert names(org, "SELECT Name FROM Account") == [
+        "Acme", "acme labs", "50% off_sale", "O'Brien \\ Sons", "x' OR Name != '", "Acme Child",
+    ]  # fmt: skip
+
+
+def test_query_all_sees_soft_deleted_rows(org) -> None:
+    rows = run(
+        org, "SELECT Name, IsDeleted FROM Account WHERE Type = 'Prospect'", include_deleted=True
+    )
+    assert rows == [("Acme", 0), ("O'Brien \\ Sons", 0), ("Gone Ltd", 1)]
+    assert run(org, "SELECT Name FROM Account WHERE IsDeleted = true", include_deleted=True) == [
+        ("Gone Ltd",)
+    ]
+    assert run(org, "SELECT Name FROM Account WHERE IsDeleted = true") == []
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("Name = 'ACME'", ["Acme"]),
+        ("Name != 'acme'", ["acme labs", "50% off_sale", "O'Brien \\ Sons", "x' OR Name != '",
+                            "Acme Child"]),
+        ("Name <> 'acme'", ["acme labs", "50% off_sale", "O'Brien \\ Sons", "x' OR Name != '",
+                            "Acme Child"]),
+        ("Type = null", ["acme labs", "Acme Child"]),
+        ("Type != null", ["Acme", "50% off_sale", "O'Brien \\ Sons", "x' OR Name != '"]),
+        # SOQL's != and NOT IN keep rows whose value is null.
+        ("Type != 'Prospect'", ["acme labs", "50% off_sale", "x' OR Name != '", "Acme Child"]),
+        ("Type NOT IN ('Prospect', 'other')", ["acme labs", "Acme Child"]),
+        ("Type IN ('prospect', 'OTHER')", ["Acme", "50% off_sale", "O'Brien \\ Sons",
+                                            "x' OR Name != '"]),
+        ("Type IN ('Other', null)", ["acme labs", "50% off_sale", "x' OR Name != '", "Acme Child"]),
+        ("Type NOT IN ('Other', null)", ["Acme", "O'Brien \\ Sons"]),
+        ("NumberOfEmployees > 9", ["Acme", "acme labs"]),
+        ("NumberOfEmployees <= 10", ["Acme", "50% off_sale"]),
+        ("AnnualRevenue < 0", ["O'Brien \\ Sons"]),
+        ("AnnualRevenue >= 1000.5", ["Acme"]),
+        ("AnnualRevenue > -3.5 AND AnnualRevenue < 1000", ["O'Brien \\ Sons"]),
+        ("Name LIKE 'acme%'", ["Acme", "acme labs", "Acme Child"]),
+        ("Name LIKE '%LAB_'", ["acme labs"]),
+        ("Name LIKE '50\\% off\\_sale'", ["50% off_sale"]),
+        ("Name LIKE '50\\%%'", ["50% off_sale"]),
+        ("Name LIKE '_0\\_%'", []),
+        ("Name LIKE '%\\\\%'", ["O'Brien \\ Sons"]),
+        ("Name = 'O\\'Brien \\\\ Sons'", ["O'Brien \\ Sons"]),
+        ("Name = 'x\\' OR Name != \\''", ["x' OR Name != '"]),
+        ("Name = 'x\\' OR Name != \\'\\''", []),
+        ("NOT Name LIKE 'acme%'", ["50% off_sale", "O'Brien \\ Sons", "x' OR Name != '"]),
+        ("NOT Type = 'Prospect'", ["acme labs", "50% off_sale", "x' OR Name != '", "Acme Child"]),
+        ("(Type = 'Other' OR Rating = 'Hot') AND NumberOfEmployees > 0", ["acme labs",
+                                                                         "50% off_sale"]),
+        ("Type = 'Other' OR (Rating = 'Hot' AND NumberOfEmployees > 0)", ["acme labs",
+                                                                          "50% off_sale",
+                                                                          "x' OR Name != '"]),
+        ("NOT (Type = 'Other' OR Type = null)", ["Acme", "O'Brien \\ Sons"]),
+        ("Parent.Name = 'acme'", ["Acme Child"]),
+        ("Parent.Name != 'Acme'", ["Acme", "acme labs", "50% off_sale", "O'Brien \\ Sons",
+                                   "x' OR Name != '"]),
+        ("Owner.Username LIKE 'admin@%'", ["Acme", "acme labs", "50% off_sale", "O'Brien \\ Sons",
+                                           "x' OR Name != '", "Acme Child"]),
+        ("CreatedDate = TODAY", ["Acme", "acme labs", "50% off_sale", "O'Brien \\ Sons",
+                                 "x' OR Name != '", "Acme Child"]),
+        ("CreatedDate < YESTERDAY", []),
+        ("CreatedDate >= 2024-03-13T15:30:00Z AND CreatedDate <= 2024-03-13T15:30:00.000000Z",
+         ["Acme", "acme labs", "50% off_sale", "O'Brien \\ Sons", "x' OR Name != '",
+          "Acme Child"]),
+        ("CreatedDate > 2024-03-13T17:30:00+02:00", []),
+        ("CreatedDate >= 2024-03-13T10:30:00-05:00", ["Acme", "acme labs", "50% off_sale",
+                                                      "O'Brien \\ Sons", "x' OR Name != '",
+                                                      "Acme Child"]),
+    ],
+)  # fmt: skip
+def test_account_filters(org, where, expected) -> None:
+    assert names(org, f"SELECT Name FROM Account WHERE {where}") == expected
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        # Stored values carry milliseconds; literals with 0, 3 and 6 fraction digits compare
+        # exactly, and digits below a millisecond are dropped as Salesforce keeps none.
+        ("DateTime__c = 2021-01-01T00:00:00Z", ["s0"]),
+        ("DateTime__c = 2021-01-01T00:00:00.123Z", ["s1"]),
+        ("DateTime__c = 2021-01-01T00:00:00.123000Z", ["s1"]),
+        ("DateTime__c > 2021-01-01T00:00:00.123Z", ["s2", "s3"]),
+        ("DateTime__c >= 2021-01-01T00:00:00.000999Z", ["s0", "s1", "s2", "s3"]),
+        ("DateTime__c > 2021-01-01T00:00:00.123999Z", ["s2", "s3"]),
+        ("DateTime__c < 2021-01-01T01:00:00.124+01:00", ["s0", "s1"]),
+        ("DateTime__c <= 2020-12-31T19:00:00.124-05:00", ["s0", "s1", "s2"]),
+        ("DateTime__c = YESTERDAY", ["s3"]),
+        ("DateTime__c = LAST_N_DAYS:1", ["s3"]),
+        ("DateTime__c < THIS_YEAR", ["s0", "s1", "s2"]),
+        ("DateTime__c != LAST_MONTH", ["s0", "s1", "s2", "s3"]),
+        ("Date__c = 2021-01-02", ["s1"]),
+        ("Date__c > 2021-01-01 AND Date__c < 2024-03-13", ["s1", "s2"]),
+        ("Date__c = TODAY", ["s3"]),
+        ("Date__c = YESTERDAY", ["s2"]),
+        ("Date__c IN (YESTERDAY, 2021-01-01)", ["s0", "s2"]),
+        ("Date__c > LAST_N_YEARS:3", ["s2", "s3"]),
+        ("Date__c = THIS_WEEK", ["s2", "s3"]),
+        ("Checkbox__c = true", ["s0"]),
+        ("Checkbox__c = false", ["s1", "s2", "s3"]),
+        ("Checkbox__c != TRUE", ["s1", "s2", "s3"]),
+        ("Double__c > 1.5", ["s1"]),
+        ("Double__c = null", ["s2", "s3"]),
+        ("Multi_Picklist__c INCLUDES ('red')", ["s0", "s3"]),
+        ("Multi_Picklist__c INCLUDES ('Red;Blue')", ["s3"]),
+        ("Multi_Picklist__c INCLUDES ('Blue ; Red', 'Green')", ["s0", "s3"]),
+        ("Multi_Picklist__c INCLUDES ('Blue', 'Red;Green')", ["s0", "s1", "s3"]),
+        ("Multi_Picklist__c EXCLUDES ('Red')", ["s1", "s2"]),
+        ("Multi_Picklist__c EXCLUDES ('Red;Blue')", ["s0", "s1", "s2"]),
+        ("Multi_Picklist__c = 'blue'", ["s1"]),
+        ("Account__r.Name = 'Acme'", ["s0"]),
+        ("Account__c = null", ["s1", "s2", "s3"]),
+    ],
+)  # fmt: skip
+def test_typed_filters(org, where, expected) -> None:
+    assert names(org, f"SELECT Name FROM Type_Sample__c WHERE {where}") == expected
+
+
+def test_id_filters_accept_15_character_ids(org) -> None:
+    acme = org.ids["acme"]
+    assert names(org, f"SELECT LastName FROM Contact WHERE AccountId = '{acme[:15]}'") == ["Smith"]
+    assert names(org, f"SELECT Name FROM Account WHERE Id IN ('{acme}', '{org.ids['labs']}')") == [
+        "Acme",
+        "acme labs",
+    ]
+
+
+def test_relationship_paths_two_levels_deep(org) -> None:
+    sql, params, columns, types = compile_soql(
+        "SELECT LastName, account.name, Account.Parent.Name, Account.Owner.Username "
+        "FROM Contact ORDER BY LastName",
+        org.catalog,
+    )
+    assert columns == ["LastName", "Account.Name", "Account.Parent.Name", "Account.Owner.Username"]
+    assert types == ["string", "string", "string", "string"]
+    assert org.execute_sql(sql, params) == [
+        ("Jones", "Acme Child", "Acme", "admin@emulator.example.com"),
+        ("Orphan", None, None, None),
+        ("Smith", "Acme", None, "admin@emulator.example.com"),
+    ]
+
+
+def test_custom_relationship_path(org) -> None:
+    sql, params, columns, _ = compile_soql(
+        "SELECT Name, Account__r.Name, Account__r.Owner.Username FROM Type_Sample__c "
+        "WHERE Account__r.NumberOfEmployees > 0",
+        org.catalog,
+    )
+    assert columns == ["Name", "Account__r.Name", "Account__r.Owner.Username"]
+    assert org.execute_sql(sql, params) == [("s0", "Acme", "admin@emulator.example.com")]
+
+
+def test_polymorphic_paths_follow_the_type_each_row_points_at(org) -> None:
+    sql, params, columns, _ = compile_soql(
+        "SELECT Subject, Who.Name, What.Name FROM Task WHERE Who.Name != null", org.catalog
+    )
+    assert columns == ["Subject", "Who.Name", "What.Name"]
+    assert org.execute_sql(sql, params) == [("call", "Ann Smith", "Acme"), ("mail", "Lee", None)]
+    assert names(org, "SELECT Subject FROM Task WHERE ActivityDate = LAST_N_DAYS:7") == [
+        "call",
+        "mail",
+    ]
+    assert names(org, "SELECT Subject FROM Task WHERE ActivityDate < LAST_WEEK") == ["none"]
+
+
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        ("Name", ["50% off_sale", "Acme", "Acme Child", "acme labs", "O'Brien \\ Sons",
+                  "x' OR Name != '"]),
+        ("Name DESC", ["x' OR Name != '", "O'Brien \\ Sons", "acme labs", "Acme Child", "Acme",
+                       "50% off_sale"]),
+        # Nulls come first by default, whatever the direction.
+        ("Type, Name", ["Acme Child", "acme labs", "50% off_sale", "x' OR Name != '", "Acme",
+                        "O'Brien \\ Sons"]),
+        ("Type DESC, Name DESC", ["acme labs", "Acme Child", "O'Brien \\ Sons", "Acme",
+                                  "x' OR Name != '", "50% off_sale"]),
+        ("Type ASC NULLS LAST, NumberOfEmployees DESC NULLS LAST", [
+            "50% off_sale", "x' OR Name != '", "Acme", "O'Brien \\ Sons", "acme labs",
+            "Acme Child"]),
+        ("Parent.Name NULLS LAST, Name", ["Acme Child", "50% off_sale", "Acme", "acme labs",
+                                          "O'Brien \\ Sons", "x' OR Name != '"]),
+    ],
+)  # fmt: skip
+def test_order_by(org, order, expected) -> None:
+    assert names(org, f"SELECT Name FROM Account ORDER BY {order}") == expected
+
+
+def test_limit_applies_after_sorting(org) -> None:
+    assert names(org, "SELECT Name FROM Account ORDER BY Name DESC LIMIT 2") == [
+        "x' OR Name != '",
+        "O'Brien \\ Sons",
+    ]
+    assert names(org, "SELECT Name FROM Account LIMIT 1") == ["Acme"]
+    assert names(org, "SELECT Name FROM Account LIMIT 0") == []
+
+
+def test_pk_chunk_ranges_partition_the_rows(org) -> None:
+    chunks = org.id_chunks("Account", 2)
+    seen: list[str] = []
+    for lo, hi in chunks:
+        seen += names(org, "SELECT Name FROM Account", id_range=(lo, hi))
+    assert seen == names(org, "SELECT Name FROM Account")
+    lo, hi = chunks[0]
+    assert names(org, "SELECT Name FROM Account", id_range=(lo, hi)) == ["Acme", "acme labs"]
+
+
+def test_rest_mode_reads_base64(org) -> None:
+    assert run(org, "SELECT Name, Blob__c FROM Type_Sample__c WHERE Name = 's0'", bulk=False) == [
+        ("s0", None)
+    ]
