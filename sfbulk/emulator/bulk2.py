@@ -35,6 +35,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -52,7 +53,7 @@ from sfbulk.ids import make_id
 logger = logging.getLogger(__name__)
 
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
-CSV_CONTENT_TYPE = "text/csv"
+CSV_CONTENT_TYPE = "text/csv; charset=UTF-8"
 
 INGEST_OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 QUERY_OPERATIONS = ("query", "queryAll")
@@ -596,24 +597,44 @@ def _process_ingest(state: Any, job: Bulk2Job) -> None:
         job.finished.set()
 
 
-def _open_upload_reader(job: Bulk2Job) -> Iterator[list[str]]:
+@contextmanager
+def _upload_rows(job: Bulk2Job) -> Iterator[Iterator[list[str]]]:
+    """Parse the spooled upload with the job's delimiter (any line ending, quoted newlines)."""
     assert job.upload is not None
+    if csv.field_size_limit() < MAX_UPLOAD_BASE64_BYTES:
+        # Python's default (131,072) would abort the parse; the per-field limit is ours to check.
+        csv.field_size_limit(MAX_UPLOAD_BASE64_BYTES)
     job.upload.seek(0)
     text = io.TextIOWrapper(job.upload, encoding="utf-8-sig", newline="", errors="replace")
-    return csv.reader(text, delimiter=job.delimiter, strict=False)
+    try:
+        yield csv.reader(text, delimiter=job.delimiter, strict=False)
+    finally:
+        text.detach()  # the spool stays open for unprocessedrecords and a later DELETE
 
 
 def _run_ingest(state: Any, job: Bulk2Job, started: float) -> None:
-    from itertools import islice
-
-    from sfbulk.emulator.store import BatchError
-
     org = state.org
     engine = state.jobs
     obj = org.catalog.get(job.object)
     if job.upload is None:
         raise _JobFailure("InvalidBatch : No data was uploaded for the job")
-    reader = _open_upload_reader(job)
+    with _upload_rows(job) as reader:
+        _ingest_rows(state, job, started, org, engine, obj, reader)
+
+
+def _ingest_rows(
+    state: Any,
+    job: Bulk2Job,
+    started: float,
+    org: Any,
+    engine: Any,
+    obj: Any,
+    reader: Iterator[list[str]],
+) -> None:
+    from itertools import islice
+
+    from sfbulk.emulator.store import BatchError
+
     header = next(reader, None)
     if not header or header == [""]:
         raise _JobFailure("InvalidBatch : The uploaded CSV has no header row")
@@ -628,29 +649,31 @@ def _run_ingest(state: Any, job: Bulk2Job, started: float) -> None:
             "failedResults": failed,
             "unprocessedrecords": unprocessed,
         }
-    _check_header(job, obj, header)
+    def leftover(first: list[list[str]]) -> None:
+        """Everything not processed goes to unprocessedrecords."""
+        pending = first
+        while pending:
+            unprocessed.extend_text([_quote_line(r, d, nl) for r in pending if r and r != [""]])
+            pending = list(islice(reader, SUB_BATCH_ROWS))
+
+    try:
+        _check_header(job, obj, header)
+    except _JobFailure:
+        leftover(list(islice(reader, SUB_BATCH_ROWS)))
+        raise
     width = len(header)
     converters = _echo_converters(obj, header)
     delete_like = job.operation in ("delete", "hardDelete")
     id_index = next((i for i, n in enumerate(header) if n.lower() == "id"), None)
     pool = engine.pool
 
-    def leftover(first: list[list[str]]) -> None:
-        """Everything not processed goes to unprocessedrecords."""
-        unprocessed.extend_text([_quote_line(r, d, nl) for r in first if r])
-        while True:
-            more = list(islice(reader, SUB_BATCH_ROWS))
-            if not more:
-                return
-            unprocessed.extend_text([_quote_line(r, d, nl) for r in more if r])
-
     failure = _take_failure(state)
     if failure is not None:
-        leftover([])
+        leftover(list(islice(reader, SUB_BATCH_ROWS)))
         raise _JobFailure(failure)
     if _never_finish(state):
         _wait_for_abort(job, pool)
-        leftover([])
+        leftover(list(islice(reader, SUB_BATCH_ROWS)))
         return
     while True:
         chunk = list(islice(reader, SUB_BATCH_ROWS))
@@ -1253,13 +1276,15 @@ class Bulk2Api:
         with job.lock:
             if job.results or job.upload is None:
                 return  # processing started: the worker writes the unprocessed rows
-            reader = _open_upload_reader(job)
-            header = next(reader, None) or []
             d, nl = job.delimiter, job.newline
-            raw_header = d.join(header)
             engine = state.jobs
-            unprocessed = engine.result_file(f"{raw_header}{nl}".encode())
-            unprocessed.extend_text([_quote_line(r, d, nl) for r in reader if r and r != [""]])
+            with _upload_rows(job) as reader:
+                header = next(reader, None) or []
+                raw_header = d.join(header)
+                unprocessed = engine.result_file(f"{raw_header}{nl}".encode())
+                unprocessed.extend_text(
+                    [_quote_line(r, d, nl) for r in reader if r and r != [""]]
+                )
             job.results = {
                 "successfulResults": engine.result_file(
                     f'"sf__Id"{d}"sf__Created"{d}{raw_header}{nl}'.encode()

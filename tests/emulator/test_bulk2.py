@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from datetime import datetime, timezone
@@ -269,3 +270,403 @@ def bulk(emulator) -> Bulk2:
 
 def _org_rows(server, soql: str) -> list[tuple]:
     return list(server.state.org.query(soql))
+
+
+# -- authentication, routing -----------------------------------------------------------------
+
+
+def test_invalid_token_gets_401_invalid_session_id(emulator) -> None:
+    client = Bulk2(emulator, token="00Dx0000000BV7z!AQnot-a-session")
+    response = client.request("GET", "ingest")
+    assert response.status_code == 401
+    assert response.json() == [
+        {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}
+    ]
+
+
+def test_unknown_job_and_path_are_404(bulk: Bulk2, fixtures_dir: Path) -> None:
+    _, recorded = _recorded(fixtures_dir, "doc_error_not_found.json")
+    for path in ("ingest/7505g000000AAAAAAA", "query/7505g000000AAAAAAA", "ingest/x/batches"):
+        assert [_error(bulk.request("GET", path), 404)] == recorded
+    created = bulk.create("ingest", object="Account", operation="insert").json()
+    # An ingest job is not a query job.
+    assert [_error(bulk.request("GET", f"query/{created['id']}"), 404)] == recorded
+
+
+def test_wrong_method_is_405(bulk: Bulk2) -> None:
+    error = _error(bulk.request("PUT", "ingest"), 405)
+    assert error == {
+        "errorCode": "METHOD_NOT_ALLOWED",
+        "message": "HTTP Method 'PUT' not allowed. Allowed are GET, POST",
+    }
+
+
+def test_ingest_needs_api_41(bulk: Bulk2) -> None:
+    assert bulk.at("40.0").create("ingest", object="Account", operation="insert").status_code == 404
+    assert bulk.at("46.0").create("query", query="SELECT Id FROM Account").status_code == 404
+
+
+# -- ingest ----------------------------------------------------------------------------------
+
+
+def test_ingest_create_put_close_complete(bulk: Bulk2, emulator, fixtures_dir: Path) -> None:
+    created = bulk.create(
+        "ingest", object="Account", operation="insert", contentType="CSV", lineEnding="LF"
+    )
+    assert created.status_code == 200
+    assert created.headers["Content-Type"] == JSON_TYPE
+    assert '\n  "id" : "750' in created.text  # pretty-printed like the recordings
+    body = created.json()
+    assert list(body) == _keys(fixtures_dir, "doc_ingest_create_response.json")
+    job_id = body["id"]
+    assert job_id.startswith("750") and len(job_id) == 18
+    assert body["state"] == "Open"
+    assert body["apiVersion"] == 60.0
+    assert body["contentUrl"] == f"services/data/v60.0/jobs/ingest/{job_id}/batches"
+    assert body["createdById"] == emulator.state.org.user_id
+
+    info = bulk.info("ingest", job_id)
+    assert list(info) == _keys(fixtures_dir, "doc_ingest_job_info_open.json")
+
+    csv_text = (
+        "Name,NumberOfEmployees,AnnualRevenue,Website\n"
+        "Lorem Ipsum,2676,912260031,https://ft.com/lacus/at.jsp\n"
+        '"Posuere, Inc",141603,896852810.5,"say ""hi"""\n'
+    )
+    put = bulk.put(job_id, csv_text)
+    assert put.status_code == 201
+    assert put.content == b""
+
+    closed = bulk.patch("ingest", job_id, "UploadComplete")
+    assert closed.status_code == 200
+    assert list(closed.json()) == _keys(fixtures_dir, "doc_ingest_uploadcomplete_response.json")
+    assert closed.json()["state"] == "UploadComplete"
+
+    info = bulk.wait("ingest", job_id)
+    assert list(info) == _keys(fixtures_dir, "doc_ingest_jobcomplete.json")
+    assert info["state"] == "JobComplete"
+    assert info["jobType"] == "V2Ingest"
+    assert (info["numberRecordsProcessed"], info["numberRecordsFailed"]) == (2, 0)
+
+    rows = _org_rows(emulator, "SELECT Id, Name, NumberOfEmployees, Website FROM Account")
+    assert sorted(r[1:] for r in rows) == [
+        ("Lorem Ipsum", 2676, "https://ft.com/lacus/at.jsp"),
+        ("Posuere, Inc", 141603, 'say "hi"'),
+    ]
+    ids = {r[1]: r[0] for r in rows}
+    assert bulk.results(job_id, "successfulResults") == (
+        '"sf__Id","sf__Created",Name,NumberOfEmployees,AnnualRevenue,Website\n'
+        f'"{ids["Lorem Ipsum"]}","true","Lorem Ipsum","2676","9.12260031E8",'
+        '"https://ft.com/lacus/at.jsp"\n'
+        f'"{ids["Posuere, Inc"]}","true","Posuere, Inc","141603","8.968528105E8",'
+        '"say ""hi"""\n'
+    )
+    assert bulk.results(job_id, "failedResults") == (
+        '"sf__Id","sf__Error",Name,NumberOfEmployees,AnnualRevenue,Website\n'
+    )
+    assert bulk.results(job_id, "unprocessedrecords") == (
+        "Name,NumberOfEmployees,AnnualRevenue,Website\n"
+    )
+
+
+def test_results_paths_accept_any_case_and_no_trailing_slash(bulk: Bulk2) -> None:
+    info = bulk.ingest("insert", "Account", "Name\nA\n")
+    for path in ("successfulResults", "unprocessedRecords", "failedresults/"):
+        response = bulk.request("GET", f"ingest/{info['id']}/{path}")
+        assert response.status_code == 200, path
+
+
+def test_results_are_gzipped_when_asked(bulk: Bulk2) -> None:
+    info = bulk.ingest("insert", "Account", "Name\nA\nB\n")
+    response = bulk.http.get(
+        f"{bulk.base}/ingest/{info['id']}/successfulResults/",
+        headers={"Accept-Encoding": "gzip"},
+        stream=True,
+        timeout=10,
+    )
+    assert response.headers["Content-Encoding"] == "gzip"
+    text = gzip.decompress(response.raw.read()).decode()
+    assert text.startswith('"sf__Id","sf__Created",Name\n"001')
+    assert text.count("\n") == 3
+
+
+def test_failed_rows_and_partial_failure(bulk: Bulk2, emulator) -> None:
+    csv_text = (
+        "Name,NumberOfEmployees\n"
+        "Good,1\n"
+        "Bad,not-a-number\n"
+        ",5\n"
+        "Short\n"
+    )
+    info = bulk.ingest("insert", "Account", csv_text)
+    assert info["state"] == "JobComplete"
+    assert (info["numberRecordsProcessed"], info["numberRecordsFailed"]) == (4, 3)
+    failed = bulk.results(info["id"], "failedResults").splitlines()
+    assert failed[0] == '"sf__Id","sf__Error",Name,NumberOfEmployees'
+    assert len(failed) == 4
+    bad = next(line for line in failed if '"Bad"' in line)
+    assert bad.startswith('"","')
+    assert bad.endswith(' --","Bad","not-a-number"') or bad.endswith(':--","Bad","not-a-number"')
+    missing = next(line for line in failed if line.endswith('"","5"'))
+    assert missing.startswith('"","REQUIRED_FIELD_MISSING:')
+    short = next(line for line in failed if line.endswith('"Short"'))
+    assert short == '"","INVALID_FIELD:Row has 1 columns but the header has 2:--","Short"'
+    successful = bulk.results(info["id"], "successfulResults").splitlines()
+    assert len(successful) == 2 and successful[1].endswith('"true","Good","1"')
+    assert [r[0] for r in _org_rows(emulator, "SELECT Name FROM Account")] == ["Good"]
+
+
+def test_bad_header_fails_the_job(bulk: Bulk2, fixtures_dir: Path) -> None:
+    upload = (fixtures_dir / "salesforce/bulk2/ingest_upload_complete_failure_input.csv")
+    upload = upload.read_text()
+    created = bulk.create(
+        "ingest", object="Opportunity", operation="insert", contentType="CSV"
+    ).json()
+    assert bulk.put(created["id"], upload).status_code == 201
+    assert bulk.patch("ingest", created["id"], "UploadComplete").status_code == 200
+    info = bulk.wait("ingest", created["id"])
+    _, recorded = _recorded(fixtures_dir, "ingest_job_info_failed.json")
+    assert info["state"] == "Failed"
+    assert info["errorMessage"] == recorded["errorMessage"]
+    assert list(info) == [k for k in recorded if k != "externalIdFieldName"]
+    assert (info["numberRecordsProcessed"], info["numberRecordsFailed"]) == (0, 0)
+    unprocessed = bulk.results(created["id"], "unprocessedrecords")
+    lines = upload.splitlines()
+    assert unprocessed.splitlines()[0] == lines[0]
+    assert unprocessed.splitlines()[1] == (
+        '"Carli Gusikowski","GENERATED","external-id-1","2003-04-05"'
+    )
+    assert len(unprocessed.splitlines()) == len(lines)
+
+
+def test_second_put_makes_upload_complete_fail(bulk: Bulk2) -> None:
+    job_id = bulk.create("ingest", object="Account", operation="insert").json()["id"]
+    assert bulk.put(job_id, "Name\nA\n").status_code == 201
+    assert bulk.put(job_id, "Name\nB\n").status_code == 201
+    error = _error(bulk.patch("ingest", job_id, "UploadComplete"), 400)
+    assert error == {
+        "errorCode": "INVALIDJOB",
+        "message": f"Found multipe contents for job: <{job_id[:15]}>, please 'Close' / 'Abort' / "
+        "'Delete' the current Job then create a new Job and make sure you only do 'PUT' once "
+        "on a given Job.",
+    }
+    assert bulk.patch("ingest", job_id, "Aborted").json()["state"] == "Aborted"
+
+
+def test_state_machine_errors(bulk: Bulk2, fixtures_dir: Path) -> None:
+    info = bulk.ingest("insert", "Account", "Name\nA\n")
+    job_id = info["id"]
+    assert _error(bulk.patch("ingest", job_id, "UploadComplete"), 400)["errorCode"] == (
+        "INVALIDJOBSTATE"
+    )
+    _, recorded = _recorded(fixtures_dir, "doc_error_abort_completed_job.json")
+    assert [_error(bulk.patch("ingest", job_id, "Aborted"), 400)] == recorded
+    assert _error(bulk.put(job_id, "Name\nB\n"), 400)["errorCode"] == "INVALIDJOBSTATE"
+    assert _error(bulk.patch("ingest", job_id, "Closed"), 400)["errorCode"] == "INVALIDJOBSTATE"
+
+
+def test_abort_open_job_keeps_upload_as_unprocessed(bulk: Bulk2, fixtures_dir: Path) -> None:
+    job_id = bulk.create("ingest", object="Account", operation="insert").json()["id"]
+    assert bulk.put(job_id, "Name,Website\nA,x\nB,y\n").status_code == 201
+    aborted = bulk.patch("ingest", job_id, "Aborted")
+    assert aborted.status_code == 200
+    assert list(aborted.json()) == _keys(fixtures_dir, "doc_ingest_uploadcomplete_response.json")
+    assert aborted.json()["state"] == "Aborted"
+    assert bulk.results(job_id, "unprocessedrecords") == 'Name,Website\n"A","x"\n"B","y"\n'
+    assert bulk.results(job_id, "successfulResults") == '"sf__Id","sf__Created",Name,Website\n'
+
+
+def test_delete_only_terminal_jobs(bulk: Bulk2, fixtures_dir: Path) -> None:
+    job_id = bulk.create("ingest", object="Account", operation="insert").json()["id"]
+    _, recorded = _recorded(fixtures_dir, "doc_error_delete_not_terminated.json")
+    assert [_error(bulk.request("DELETE", f"ingest/{job_id}"), 400)] == recorded
+    assert bulk.patch("ingest", job_id, "Aborted").status_code == 200
+    deleted = bulk.request("DELETE", f"ingest/{job_id}")
+    assert deleted.status_code == 204 and deleted.content == b""
+    assert _error(bulk.request("GET", f"ingest/{job_id}"), 404)["errorCode"] == "NOT_FOUND"
+
+
+def test_create_validation(bulk: Bulk2) -> None:
+    assert _error(bulk.create("ingest", object="Nope__c", operation="insert"), 400) == {
+        "errorCode": "INVALIDENTITY",
+        "message": "Unable to find object: Nope__c",
+    }
+    assert _error(bulk.create("ingest", object="Account", operation="upsert"), 400) == {
+        "errorCode": "INVALIDJOB",
+        "message": "External ID was blank for Account. An External ID must be specified for "
+        "upsert.",
+    }
+    error = _error(
+        bulk.create("ingest", object="Account", operation="upsert", externalIdFieldName="Name"),
+        400,
+    )
+    assert error["message"] == (
+        "Field name provided, Name does not match an External ID, Salesforce Id, or indexed "
+        "field for Account"
+    )
+    assert _error(bulk.create("ingest", object="Account", operation="merge"), 400)[
+        "errorCode"
+    ] == "API_ERROR"
+    bad = bulk.create("ingest", object="Account", operation="insert", columnDelimiter="COLON")
+    assert _error(bad, 400)["message"].startswith("Invalid value for columnDelimiter: COLON")
+    malformed = bulk.request(
+        "POST", "ingest", data=b'{"object" : "Account", "operation" ', headers={
+            "Content-Type": "application/json"}
+    )
+    assert _error(malformed, 400) == {
+        "errorCode": "API_ERROR",
+        "message": "Value does not match expected type at [line:1, column:36]",
+    }
+
+
+def test_upsert_update_and_null_semantics(bulk: Bulk2, emulator) -> None:
+    first = bulk.ingest(
+        "insert", "Account", "Name,Website,Phone\nA,a.example,111\nB,b.example,222\n"
+    )
+    assert first["numberRecordsFailed"] == 0
+    ids = dict(_org_rows(emulator, "SELECT Name, Id FROM Account"))
+    # Empty cell: unchanged. #N/A: set to null.
+    update = bulk.ingest(
+        "update", "Account", f"Id,Website,Phone\n{ids['A']},,#N/A\n{ids['B']},new.example,\n"
+    )
+    assert update["numberRecordsFailed"] == 0
+    assert sorted(_org_rows(emulator, "SELECT Name, Website, Phone FROM Account")) == [
+        ("A", "a.example", None),
+        ("B", "new.example", "222"),
+    ]
+    upsert = bulk.ingest(
+        "upsert", "Account", f"Id,Name\n{ids['A']},A2\n,C\n", externalIdFieldName="Id"
+    )
+    assert upsert["numberRecordsFailed"] == 0, bulk.results(upsert["id"], "failedResults")
+    lines = bulk.results(upsert["id"], "successfulResults").splitlines()
+    assert lines[0] == '"sf__Id","sf__Created",Id,Name'
+    assert lines[1] == f'"{ids["A"]}","false","{ids["A"]}","A2"'
+    assert lines[2].endswith('"true","","C"')
+    assert sorted(r[0] for r in _org_rows(emulator, "SELECT Name FROM Account")) == [
+        "A2", "B", "C"
+    ]
+
+
+def test_delete_and_hard_delete(bulk: Bulk2, emulator) -> None:
+    bulk.ingest("insert", "Account", "Name\nA\nB\nC\n")
+    ids = dict(_org_rows(emulator, "SELECT Name, Id FROM Account"))
+    deleted = bulk.ingest("delete", "Account", f"Id\n{ids['A']}\n")
+    assert (deleted["numberRecordsProcessed"], deleted["numberRecordsFailed"]) == (1, 0)
+    hard = bulk.ingest("hardDelete", "Account", f"Id\n{ids['B']}\n")
+    assert hard["numberRecordsFailed"] == 0
+    assert [r[0] for r in _org_rows(emulator, "SELECT Name FROM Account")] == ["C"]
+    assert emulator.state.org.count("Account", include_deleted=True) == 2
+
+
+def test_delimiter_and_line_ending_are_honoured(bulk: Bulk2) -> None:
+    info = bulk.ingest(
+        "insert",
+        "Account",
+        "Name;Website\r\nA;x\r\n\"B;C\";y\r\n",
+        columnDelimiter="SEMICOLON",
+        lineEnding="CRLF",
+    )
+    assert info["numberRecordsProcessed"] == 2 and info["numberRecordsFailed"] == 0
+    text = bulk.results(info["id"], "successfulResults")
+    lines = text.split("\r\n")
+    assert lines[0] == '"sf__Id";"sf__Created";Name;Website'
+    assert lines[1].endswith('"true";"A";"x"')
+    assert lines[2].endswith('"true";"B;C";"y"')
+    assert lines[3] == ""
+
+
+def test_multipart_create_is_upload_complete(bulk: Bulk2, emulator) -> None:
+    job = json.dumps({"object": "Contact", "contentType": "CSV", "operation": "insert"})
+    response = bulk.http.post(
+        f"{bulk.base}/ingest",
+        files={
+            "job": (None, job, "application/json"),
+            "content": ("content", "FirstName,LastName\nMark,Brown\n", "text/csv"),
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["state"] == "UploadComplete" and "contentUrl" not in body
+    info = bulk.wait("ingest", body["id"])
+    assert info["numberRecordsProcessed"] == 1 and info["numberRecordsFailed"] == 0
+    assert _org_rows(emulator, "SELECT FirstName, LastName FROM Contact") == [("Mark", "Brown")]
+    too_big = bulk.http.post(
+        f"{bulk.base}/ingest",
+        files={
+            "job": (None, job, "application/json"),
+            "content": ("content", "LastName\n" + "x" * 100_000 + "\n", "text/csv"),
+        },
+        timeout=10,
+    )
+    assert _error(too_big, 400)["errorCode"] == "INVALIDJOB"
+
+
+def test_upload_size_limit(bulk: Bulk2, monkeypatch) -> None:
+    from sfbulk.emulator import bulk2
+
+    monkeypatch.setattr(bulk2, "MAX_UPLOAD_BASE64_BYTES", 400)  # 300 raw bytes
+    job_id = bulk.create("ingest", object="Account", operation="insert").json()["id"]
+    assert _error(bulk.put(job_id, "Name\n" + "x" * 400 + "\n"), 400)["errorCode"] == (
+        "EXCEEDED_QUOTA"
+    )
+
+    def chunks():
+        yield b"Name\n"
+        yield b"y" * 400 + b"\n"
+
+    streamed = bulk.request(
+        "PUT", f"ingest/{job_id}/batches", data=chunks(), headers={"Content-Type": "text/csv"}
+    )
+    assert _error(streamed, 400)["errorCode"] == "EXCEEDED_QUOTA"
+    assert bulk.put(job_id, "Name\n" + "z" * 200 + "\n").status_code == 201
+    assert bulk.patch("ingest", job_id, "UploadComplete").status_code == 200
+
+
+def test_record_and_header_limits(bulk: Bulk2) -> None:
+    info = bulk.ingest("insert", "Account", "Name,Description\nA," + "d" * 131_073 + "\nB,ok\n")
+    assert (info["numberRecordsProcessed"], info["numberRecordsFailed"]) == (2, 1)
+    failed = bulk.results(info["id"], "failedResults").splitlines()[1]
+    assert failed.startswith(
+        '"","LIMIT_EXCEEDED:Field value exceeds the maximum of 131072 characters:Description --"'
+    )
+    header = ",".join(["Name"] + [f"Col{i}__c" for i in range(3_200)])
+    too_wide = bulk.ingest("insert", "Account", header + "\n")
+    assert too_wide["state"] == "Failed"
+    assert too_wide["errorMessage"] == (
+        "InvalidBatch : The header row exceeds the maximum of 32000 characters"
+    )
+
+
+def test_sub_batches_of_10000_consume_batch_allocation(bulk: Bulk2, emulator) -> None:
+    usage = emulator.state.usage
+    before = usage.used("DailyBulkApiBatches")
+    rows = "".join(f"N{i}\n" for i in range(20_001))
+    info = bulk.ingest("insert", "Account", "Name\n" + rows)
+    assert info["numberRecordsProcessed"] == 20_001 and info["numberRecordsFailed"] == 0
+    assert usage.used("DailyBulkApiBatches") - before == 3
+    assert emulator.state.org.count("Account") == 20_001
+
+
+def test_listing_pages_both_kinds(bulk: Bulk2, emulator, fixtures_dir: Path) -> None:
+    ingest_ids = [
+        bulk.create("ingest", object="Account", operation="insert").json()["id"] for _ in range(3)
+    ]
+    query_id = bulk.create("query", operation="query", query="SELECT Id FROM Account").json()["id"]
+    emulator.state.settings.job_list_page_size = 2
+    first = bulk.request("GET", "ingest").json()
+    assert list(first) == ["done", "records", "nextRecordsUrl"]
+    assert first["done"] is False
+    assert [r["id"] for r in first["records"]] == ingest_ids[:2]
+    _, recorded_page = _recorded(fixtures_dir, "doc_query_all_jobs_page.json")
+    assert list(first["records"][0]) == list(recorded_page["records"][0])
+    next_url = first["nextRecordsUrl"]
+    assert next_url.startswith("/services/data/v60.0/jobs/ingest?queryLocator=01g")
+    second = bulk.http.get(emulator.url + next_url, timeout=10).json()
+    assert second["done"] is True and second["nextRecordsUrl"] is None
+    assert [r["id"] for r in second["records"]] == ingest_ids[2:]
+    queries = bulk.request("GET", "query").json()
+    assert [r["id"] for r in queries["records"]] == [query_id]
+    assert queries["records"][0]["jobType"] == "V2Query"
+    none = bulk.request("GET", "ingest", params={"jobType": "Classic"}).json()
+    assert none == {"done": True, "records": [], "nextRecordsUrl": None}
