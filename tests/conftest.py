@@ -33,15 +33,17 @@ def _start_emulator(seed: str = "empty", records: int = DEMO_RECORDS, **settings
     from sfbulk.emulator.server import run_in_thread
     from sfbulk.emulator.store import Org
 
+    emulator_settings = EmulatorSettings(**settings)
+
     def make_org() -> Org:
-        org = Org()
+        org = Org(username=emulator_settings.username)
         if seed == "demo":
             from sfbulk.emulator.seeds import seed_demo
 
             seed_demo(org, records)
         return org
 
-    state = EmulatorState(org=make_org(), settings=EmulatorSettings(**settings))
+    state = EmulatorState(org=make_org(), settings=emulator_settings)
     state.org_factory = make_org
     return run_in_thread(state)
 

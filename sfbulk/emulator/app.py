@@ -439,7 +439,11 @@ async def _send_simple(
 
 
 async def send_api_error(
-    scope: Scope, send: Send, status: int, code: str, message: str,
+    scope: Scope,
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Answer with an error in the form of the API the path belongs to.
@@ -530,13 +534,19 @@ class FaultMiddleware:
         logger.info("injecting %s into %s %s", rule.kind, scope["method"], scope["path"])
         if rule.kind == faults_module.HTTP_500:
             await send_api_error(
-                scope, send, 500, "UNKNOWN_EXCEPTION",
+                scope,
+                send,
+                500,
+                "UNKNOWN_EXCEPTION",
                 "An unexpected error occurred. Please include this ErrorId if you contact "
                 "support: 1234567-89012 (-123456789)",
             )
         elif rule.kind == faults_module.HTTP_503:
             await send_api_error(
-                scope, send, 503, "SERVER_UNAVAILABLE",
+                scope,
+                send,
+                503,
+                "SERVER_UNAVAILABLE",
                 "Server temporarily unavailable. Please try again later.",
                 [(b"retry-after", b"1")],
             )

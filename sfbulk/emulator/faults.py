@@ -139,9 +139,7 @@ class Faults:
         unknown = sorted(set(spec) - _KNOWN_KEYS)
         if unknown:
             raise ValueError(f"unknown fault switch: {', '.join(unknown)}")
-        rules = [
-            _parse_rule(kind, spec[kind]) for kind in REQUEST_FAULT_KINDS if kind in spec
-        ]
+        rules = [_parse_rule(kind, spec[kind]) for kind in REQUEST_FAULT_KINDS if kind in spec]
         updates: dict[str, Any] = {}
         if "expire_session_after" in spec:
             value = spec["expire_session_after"]

@@ -107,8 +107,9 @@ def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str | N
     return client_id, client_secret
 
 
-def _check_client(state: EmulatorState, client_id: str | None, client_secret: str | None,
-                  *, secret_required: bool) -> None:
+def _check_client(
+    state: EmulatorState, client_id: str | None, client_secret: str | None, *, secret_required: bool
+) -> None:
     settings = state.settings
     if not client_id or not hmac.compare_digest(client_id, settings.client_id):
         raise OAuthError("invalid_client_id", "client identifier invalid")
@@ -153,8 +154,12 @@ def _verify_assertion(state: EmulatorState, assertion: str | None) -> None:
             assertion,
             key,
             algorithms=["RS256"],
-            options={"verify_aud": False, "verify_exp": False, "verify_iat": False,
-                     "verify_nbf": False},
+            options={
+                "verify_aud": False,
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
         )
     except (jwt.PyJWTError, ValueError):
         raise OAuthError("invalid_grant", "invalid assertion") from None
@@ -273,7 +278,9 @@ def _render(body: dict[str, str], fmt: str, status: int = 200) -> Response:
     if fmt == "xml":
         inner = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in body.items())
         return Response(
-            f'<?xml version="1.0" encoding="UTF-8"?><OAuth>{inner}</OAuth>', status, headers,
+            f'<?xml version="1.0" encoding="UTF-8"?><OAuth>{inner}</OAuth>',
+            status,
+            headers,
             "application/xml",
         )
     return Response(json.dumps(body, separators=(",", ":")), status, headers, "application/json")

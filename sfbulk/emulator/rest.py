@@ -200,6 +200,703 @@ def limits(request: Request) -> Response:
 
 
 # ---------------------------------------------------------------------------------------------
+# Rendering stored values as REST JSON
+
+
+def rest_value(field_type: str | None, value: Any) -> Any:
+    """A stored cell as REST JSON shows it (booleans, numbers, ``…+0000`` datetimes)."""
+    if value is None:
+        return None
+    if field_type == "boolean":
+        if isinstance(value, str):
+            return value.lower() in ("1", "true")
+        return bool(value)
+    if field_type in ("int", "long"):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return value
+    if field_type in ("double", "currency", "percent"):
+        if isinstance(value, (bytes, bytearray)):
+            value = value.decode()
+        try:
+            return float(Decimal(str(value)))
+        except ArithmeticError:
+            return value
+    if field_type == "datetime" and isinstance(value, str) and value.endswith("Z"):
+        return value[:-1] + "+0000"
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode()
+    return value
+
+
+def _record_url(version: str, object_name: str, record_id: str | None) -> str:
+    base = f"/services/data/v{version}/sobjects/{object_name}"
+    return f"{base}/{record_id}" if record_id else base
+
+
+def _object_of_id(state: EmulatorState, record_id: str | None, fallback: str) -> str:
+    if record_id:
+        obj = state.org.catalog.by_key_prefix(str(record_id)[:3])
+        if obj is not None:
+            return obj.name
+    return fallback
+
+
+@dataclass
+class _Layout:
+    """How the columns of a query map onto nested REST records."""
+
+    object_name: str
+    columns: list[str]
+    types: list[str]
+    hidden: int  # leading columns added only to learn ids (not shown)
+
+
+def _render_row(
+    state: EmulatorState, layout: _Layout, row: Sequence[Any], version: str
+) -> dict[str, Any]:
+    """One result row as a REST record, relationship columns nested under their parents."""
+    values = {col.lower(): val for col, val in zip(layout.columns, row, strict=False)}
+    record_id = values.get("id")
+    record: dict[str, Any] = {
+        "attributes": {
+            "type": layout.object_name,
+            "url": _record_url(version, layout.object_name, record_id),
+        }
+    }
+    for index in range(layout.hidden, len(layout.columns)):
+        column = layout.columns[index]
+        value = rest_value(layout.types[index], row[index])
+        parts = column.split(".")
+        target = record
+        prefix = ""
+        for part in parts[:-1]:
+            prefix = f"{prefix}.{part}" if prefix else part
+            child = target.get(part, _MISSING)
+            if child is _MISSING:
+                parent_id = values.get(f"{prefix}.id".lower())
+                if parent_id is None:
+                    target[part] = None
+                    child = None
+                else:
+                    parent_type = _object_of_id(state, parent_id, part)
+                    child = {
+                        "attributes": {
+                            "type": parent_type,
+                            "url": _record_url(version, parent_type, parent_id),
+                        }
+                    }
+                    target[part] = child
+            if child is None:
+                break
+            target = child
+        else:
+            target[parts[-1]] = value
+    return record
+
+
+_MISSING = object()
+
+
+def _extra_columns(soql_text: str) -> list[str]:
+    """Id columns a REST query needs for ``attributes.url`` but does not select."""
+    from sfbulk.emulator.soql import parse
+
+    select = parse(soql_text)
+    chosen = {".".join(p.segments).lower() for p in select.fields}
+    extra: list[str] = []
+    if "id" not in chosen:
+        extra.append("Id")
+    for path in select.fields:
+        for depth in range(1, len(path.segments)):
+            column = ".".join((*path.segments[:depth], "Id"))
+            if column.lower() not in chosen and column not in extra:
+                extra.append(column)
+                chosen.add(column.lower())
+    return extra
+
+
+def _with_columns(soql_text: str, extra: list[str]) -> str:
+    stripped = soql_text.lstrip()
+    lead = len(soql_text) - len(stripped)
+    # The text was parsed already, so it starts with SELECT.
+    return soql_text[:lead] + "SELECT " + ", ".join(extra) + ", " + stripped[6:].lstrip()
+
+
+@dataclass
+class _Selected:
+    """The outcome of a REST query: columns, their describe types, the object and all rows."""
+
+    columns: list[str]
+    field_types: list[str]
+    object: str
+    rows: list[tuple[Any, ...]]
+
+    def __iter__(self) -> Any:
+        return iter(self.rows)
+
+
+def select_rows(state: EmulatorState, soql_text: str, include_deleted: bool = False) -> _Selected:
+    """Run SOQL the way REST does: without the Bulk-only refusals (base64 fields, objects
+    Bulk cannot query), all rows read at once (REST serves them from a snapshot anyway).
+
+    Raises:
+        SoqlError: for anything Salesforce would reject.
+    """
+    from sfbulk.emulator import soql
+
+    select = soql.parse(soql_text)
+    compiled = soql.compile_select(select, state.org.catalog, include_deleted, bulk=False)
+    sql, params, columns, field_types = compiled
+    rows = state.org.execute_sql(sql, params)
+    return _Selected(list(columns), list(field_types), compiled.object, rows)
+
+
+def run_rest_query(
+    state: EmulatorState, soql_text: str, include_deleted: bool, version: str
+) -> tuple[str, list[dict[str, Any]]]:
+    """Run a REST query and render every record; returns ``(object, records)``.
+
+    A query that does not select the ids ``attributes.url`` needs is run with them added; the
+    added columns are left out of the records. Errors are raised for the query as written, so
+    their positions point into the client's own text.
+
+    Raises:
+        SoqlError: for anything Salesforce would reject.
+    """
+    extra = _extra_columns(soql_text)
+    if extra:
+        try:
+            cursor = select_rows(state, _with_columns(soql_text, extra), include_deleted)
+        except Exception:
+            # Report the error of the query the client wrote, not of the widened one.
+            select_rows(state, soql_text, include_deleted)
+            raise
+    else:
+        cursor = select_rows(state, soql_text, include_deleted)
+    layout = _Layout(cursor.object, list(cursor.columns), list(cursor.field_types), len(extra))
+    records = [_render_row(state, layout, row, version) for row in cursor]
+    return cursor.object, records
+
+
+# ---------------------------------------------------------------------------------------------
+# REST query
+
+
+def _page_size(request: Request) -> int:
+    """Records per page: ``Sforce-Query-Options: batchSize=N`` (200..2000), else the default."""
+    size = _state(request).settings.query_page_size
+    options = request.headers.get("sforce-query-options", "")
+    for part in options.split(","):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == "batchsize" and value.strip().isdigit():
+            size = min(max(int(value.strip()), 200), 2000)
+    return size
+
+
+def _query_page(
+    state: EmulatorState,
+    records: list[dict[str, Any]],
+    start: int,
+    size: int,
+    version: str,
+    kind: str,
+    locator: str | None,
+) -> dict[str, Any]:
+    end = start + size
+    body: dict[str, Any] = {"totalSize": len(records), "done": end >= len(records)}
+    if end < len(records):
+        if locator is None:
+            locator = state.query_locators.open(records, version, kind)
+        body["nextRecordsUrl"] = f"/services/data/v{version}/{kind}/{locator}-{end}"
+    elif locator is not None:
+        state.query_locators.close(locator)
+    body["records"] = records[start:end]
+    return body
+
+
+def _soql_error(exc: Exception) -> Response:
+    code = getattr(exc, "code", "MALFORMED_QUERY")
+    message = getattr(exc, "message", str(exc))
+    return error_response(400, code, message)
+
+
+def rest_query(request: Request) -> Response:
+    """``GET …/query?q=`` and ``…/queryAll?q=``: the first page, and a cursor for the rest."""
+    from sfbulk.emulator.soql import SoqlError
+
+    state = _state(request)
+    version = _version(request)
+    kind = "queryAll" if request.url.path.rstrip("/").endswith("queryAll") else "query"
+    soql_text = request.query_params.get("q")
+    if not soql_text:
+        return error_response(400, "MALFORMED_QUERY", "A query string has to be specified")
+    try:
+        _, records = run_rest_query(state, soql_text, kind == "queryAll", version)
+    except SoqlError as exc:
+        return _soql_error(exc)
+    return json_response(_query_page(state, records, 0, _page_size(request), version, kind, None))
+
+
+def rest_query_more(request: Request) -> Response:
+    """``GET …/query/{locator}-{offset}``: a later page of an open query."""
+    state = _state(request)
+    locator, _, offset = request.path_params["locator"].partition("-")
+    cursor = state.query_locators.get(locator) if offset.isdigit() else None
+    if cursor is None:
+        return error_response(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+    return json_response(
+        _query_page(
+            state,
+            cursor.rows,
+            int(offset),
+            _page_size(request),
+            cursor.version,
+            cursor.kind,
+            locator,
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# sObject basic info and records
+
+
+def sobject_info(request: Request) -> Response:
+    """``GET …/sobjects/X``: the describeGlobal entry of X and its recent items."""
+    obj = _object(request)
+    if obj is None:
+        return not_found()
+    return json_response({"objectDescribe": obj.global_entry(_version(request)), "recentItems": []})
+
+
+class _RequestError(Exception):
+    """A REST request to refuse with ``response``."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("refused")
+        self.response = response
+
+
+def _record_body(request_body: bytes, obj: SObjectDef, operation: str) -> dict[str, Any]:
+    """A create/update body as store columns (nested ``{"Account": {"Ext__c": …}}`` flattened).
+
+    Raises:
+        _RequestError: malformed JSON, unknown fields, or fields the operation cannot set.
+    """
+    try:
+        data = json.loads(request_body or b"{}", parse_float=Decimal)
+    except ValueError as exc:
+        raise _RequestError(
+            error_response(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc.msg}")
+        ) from None
+    if not isinstance(data, dict):
+        raise _RequestError(
+            error_response(
+                400,
+                "JSON_PARSER_ERROR",
+                f"Cannot deserialize instance of {obj.name} from a non-object value",
+            )
+        )
+    row: dict[str, Any] = {}
+    refused: list[str] = []
+    for key, value in data.items():
+        if key == "attributes":
+            continue
+        fdef = obj.field(key)
+        if fdef is None and isinstance(value, dict):
+            rel = obj.relationship(key)
+            if rel is None:
+                raise _RequestError(
+                    error_response(
+                        400,
+                        "INVALID_FIELD",
+                        f"No such column '{key}' on sobject of type {obj.name}",
+                    )
+                )
+            lookups = {k: v for k, v in value.items() if k != "attributes"}
+            if len(lookups) != 1:
+                raise _RequestError(
+                    error_response(
+                        400,
+                        "INVALID_FIELD",
+                        f"The relationship {key} must name exactly one external id field",
+                    )
+                )
+            ((ext_field, ext_value),) = lookups.items()
+            row[f"{rel.relationship_name}.{ext_field}"] = ext_value
+            continue
+        if fdef is None:
+            raise _RequestError(
+                error_response(
+                    400, "INVALID_FIELD", f"No such column '{key}' on sobject of type {obj.name}"
+                )
+            )
+        allowed = fdef.createable if operation == "insert" else fdef.updateable
+        if operation == "upsert":
+            allowed = fdef.createable or fdef.updateable
+        if not allowed:
+            refused.append(fdef.name)
+            continue
+        row[fdef.name] = value
+    if refused:
+        raise _RequestError(
+            error_response(
+                400,
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                f"Unable to create/update fields: {', '.join(refused)}. Please check the security "
+                "settings of this field and verify that it is read/write for your profile or "
+                "permission set.",
+                refused,
+            )
+        )
+    return row
+
+
+def _write_errors(result: Any) -> Response:
+    errors = [
+        {"message": e.message, "errorCode": e.status_code, "fields": list(e.fields or [])}
+        for e in result.errors
+    ]
+    return json_response(errors, 400)
+
+
+def _write(
+    state: EmulatorState,
+    obj: SObjectDef,
+    operation: str,
+    row: dict[str, Any],
+    external_id_field: str | None = None,
+) -> Any:
+    """One-row ``org.write``; a whole-batch problem becomes a REST 400."""
+    from sfbulk.emulator import store
+
+    try:
+        kwargs = {"external_id_field": external_id_field} if external_id_field else {}
+        return state.org.write(obj.name, operation, [row], **kwargs)[0]
+    except store.BatchError as exc:
+        message = str(exc).split(" : ")[-1]
+        raise _RequestError(error_response(400, "INVALID_FIELD", message)) from None
+
+
+def _lookup(state: EmulatorState, obj: SObjectDef, record_id: str) -> str:
+    """Whether ``record_id`` is a live, deleted or absent record of ``obj``."""
+    stored = state.org.retrieve(obj.name, record_id, include_deleted=True)
+    if stored is None:
+        return "absent"
+    return "deleted" if stored.get("IsDeleted") else "live"
+
+
+def _own_id(obj: SObjectDef, value: str) -> bool:
+    return is_valid_id(value) and obj.key_prefix is not None and value[:3] == obj.key_prefix
+
+
+def _compound_value(obj: SObjectDef, compound: str, values: dict[str, Any]) -> Any:
+    """Assemble an address or location value from its component fields (None when all null)."""
+    parts: dict[str, Any] = {}
+    for fdef in obj.fields.values():
+        if fdef.compound_field_name == compound and fdef.name in values:
+            key = fdef.name
+            stem = compound[: -len("Address")] if compound.endswith("Address") else ""
+            if compound.endswith("__c"):
+                stem = compound[:-3] + "__"
+                key = key[len(stem) :].removesuffix("__s")
+            elif stem and key.startswith(stem):
+                key = key[len(stem) :]
+            parts[key[:1].lower() + key[1:]] = values[fdef.name]
+    if all(v is None for v in parts.values()):
+        return None
+    return dict(sorted(parts.items()))
+
+
+def _fetch_record(
+    state: EmulatorState, obj: SObjectDef, where: str, version: str, wanted: list[str] | None
+) -> dict[str, Any] | None:
+    """Render one record (all fields, or ``wanted``) found by ``where``; None when absent."""
+    fields = [f for f in obj.fields.values() if not f.is_compound]
+    if wanted is not None:
+        chosen = []
+        for name in wanted:
+            fdef = obj.field(name)
+            if fdef is None:
+                raise _RequestError(
+                    error_response(
+                        400,
+                        "INVALID_FIELD",
+                        f"No such column '{name}' on sobject of type {obj.name}",
+                    )
+                )
+            chosen.append(fdef)
+        fields = chosen
+    columns = [f.name for f in fields if not f.is_compound]
+    if "Id" not in columns:
+        columns.insert(0, "Id")
+    cursor = select_rows(state, f"SELECT {', '.join(columns)} FROM {obj.name} WHERE {where}")
+    rows = cursor.rows
+    if not rows:
+        return None
+    types = list(cursor.field_types)
+    values = {col: rest_value(types[i], rows[0][i]) for i, col in enumerate(cursor.columns)}
+    record: dict[str, Any] = {
+        "attributes": {"type": obj.name, "url": _record_url(version, obj.name, values["Id"])}
+    }
+    for fdef in fields if wanted is not None else obj.fields.values():
+        if fdef.is_compound:
+            record[fdef.name] = _compound_value(obj, fdef.name, values)
+        else:
+            record[fdef.name] = values.get(fdef.name)
+    return record
+
+
+def _wanted_fields(request: Request) -> list[str] | None:
+    text = request.query_params.get("fields")
+    if not text:
+        return None
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def sobject_create(request: Request, body: bytes) -> Response:
+    """``POST …/sobjects/X``: create one record; 201 ``{"id", "success", "errors"}``."""
+    state = _state(request)
+    obj = _object(request)
+    if obj is None:
+        return not_found()
+    if not obj.createable:
+        return error_response(
+            400, "INVALID_TYPE_FOR_OPERATION", f"entity type {obj.name} does not support insert"
+        )
+    try:
+        row = _record_body(body, obj, "insert")
+        result = _write(state, obj, "insert", row)
+    except _RequestError as exc:
+        return exc.response
+    if not result.success:
+        return _write_errors(result)
+    return json_response({"id": result.id, "success": True, "errors": []}, 201)
+
+
+def sobject_record(request: Request, body: bytes) -> Response:
+    """``GET|PATCH|DELETE …/sobjects/X/{id}``: read, update or delete one record."""
+    state = _state(request)
+    obj = _object(request)
+    if obj is None:
+        return not_found()
+    record_id = request.path_params["record_id"]
+    if not _own_id(obj, record_id):
+        return error_response(
+            404,
+            "NOT_FOUND",
+            f"Provided external ID field does not exist or is not accessible: {record_id}",
+        )
+    id18 = to18(record_id)
+    try:
+        if request.method == "GET":
+            record = _fetch_record(
+                state, obj, f"Id = '{id18}'", _version(request), _wanted_fields(request)
+            )
+            return not_found() if record is None else json_response(record)
+        status = _lookup(state, obj, id18)
+        if status == "deleted":
+            return error_response(404, "ENTITY_IS_DELETED", "entity is deleted", [])
+        if status == "absent":
+            return not_found()
+        if request.method == "DELETE":
+            result = _write(state, obj, "delete", {"Id": id18})
+        else:
+            row = _record_body(body, obj, "update")
+            row["Id"] = id18
+            result = _write(state, obj, "update", row)
+    except _RequestError as exc:
+        return exc.response
+    if not result.success:
+        return _write_errors(result)
+    return Response(status_code=204)
+
+
+def sobject_by_field(request: Request, body: bytes) -> Response:
+    """``…/sobjects/X/{a}/{b}``: a record's blob (``a`` an id, ``b`` a base64 field), or the
+    record whose external id field ``a`` equals ``b`` (GET) / an upsert on it (PATCH)."""
+    state = _state(request)
+    obj = _object(request)
+    if obj is None:
+        return not_found()
+    first = request.path_params["first"]
+    second = request.path_params["second"]
+    version = _version(request)
+    try:
+        if request.method == "GET" and _own_id(obj, first):
+            return _blob(state, obj, to18(first), second)
+        fdef = obj.field(first)
+        if fdef is None or not (fdef.external_id or fdef.id_lookup or fdef.name == "Id"):
+            return error_response(
+                404,
+                "NOT_FOUND",
+                f"Provided external ID field does not exist or is not accessible: {first}",
+            )
+        if request.method == "GET":
+            quoted = second.replace("\\", "\\\\").replace("'", "\\'")
+            record = _fetch_record(
+                state, obj, f"{fdef.name} = '{quoted}'", version, _wanted_fields(request)
+            )
+            return not_found() if record is None else json_response(record)
+        row = _record_body(body, obj, "upsert")
+        row[fdef.name] = second
+        result = _write(state, obj, "upsert", row, external_id_field=fdef.name)
+    except _RequestError as exc:
+        return exc.response
+    if not result.success:
+        return _write_errors(result)
+    payload = {"id": result.id, "success": True, "errors": [], "created": bool(result.created)}
+    return json_response(payload, 201 if result.created else 200)
+
+
+def _blob(state: EmulatorState, obj: SObjectDef, id18: str, field_name: str) -> Response:
+    fdef = obj.field(field_name)
+    if fdef is None or fdef.type != "base64":
+        return not_found()
+    stored = state.org.retrieve(obj.name, id18)
+    data = stored.get(fdef.name) if stored is not None else None
+    if data is None:
+        return not_found()
+    if isinstance(data, str):
+        data = base64.b64decode(data)
+    return Response(bytes(data), 200, media_type="application/octetstream")
+
+
+def _with_body(handler: Any) -> Any:
+    """Adapt a ``(request, body)`` handler: read the body here, run the handler in a thread."""
+    from starlette.concurrency import run_in_threadpool
+
+    async def endpoint(request: Request) -> Response:
+        body = await request.body()
+        return await run_in_threadpool(handler, request, body)
+
+    endpoint.__doc__ = handler.__doc__
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+# ---------------------------------------------------------------------------------------------
+# composite/batch
+
+
+async def composite_batch(request: Request) -> Response:
+    """``POST …/composite/batch``: run up to 25 subrequests in order, one API call in all.
+
+    With ``haltOnError`` the subrequests after the first failure are not run and answer
+    ``412 BATCH_PROCESSING_HALTED``; the batch itself is still 200.
+    """
+    from sfbulk.emulator.app import served_version
+
+    try:
+        data = json.loads(await request.body() or b"null")
+    except ValueError:
+        return error_response(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
+    if not isinstance(data, dict) or not isinstance(data.get("batchRequests"), list):
+        return error_response(
+            400, "JSON_PARSER_ERROR", "The request body must be an object with batchRequests"
+        )
+    subrequests = data["batchRequests"]
+    if not subrequests or len(subrequests) > COMPOSITE_BATCH_MAX:
+        return error_response(
+            400,
+            "INVALID_BATCH_REQUEST",
+            f"A batch must contain between 1 and {COMPOSITE_BATCH_MAX} subrequests",
+        )
+    halt_on_error = bool(data.get("haltOnError", False))
+    results: list[dict[str, Any]] = []
+    has_errors = False
+    halted = False
+    for sub in subrequests:
+        if halted:
+            results.append(
+                {
+                    "statusCode": 412,
+                    "result": [
+                        {
+                            "errorCode": "BATCH_PROCESSING_HALTED",
+                            "message": "Batch processing halted per request",
+                        }
+                    ],
+                }
+            )
+            continue
+        status, result = await _run_subrequest(request, sub, served_version)
+        if status >= 400:
+            has_errors = True
+            halted = halt_on_error
+        results.append({"statusCode": status, "result": result})
+    return json_response({"hasErrors": has_errors, "results": results})
+
+
+async def _run_subrequest(request: Request, sub: Any, served_version: Any) -> tuple[int, Any]:
+    """Dispatch one subrequest to the app's own routes and return ``(status, parsed body)``."""
+    from urllib.parse import urlsplit
+
+    state = _state(request)
+    if not isinstance(sub, dict) or not isinstance(sub.get("url"), str):
+        return 400, [{"errorCode": "JSON_PARSER_ERROR", "message": "A subrequest needs a url"}]
+    method = str(sub.get("method", "GET")).upper()
+    url = sub["url"]
+    if not url.startswith("/"):
+        url = "/services/data/" + url
+    parts = urlsplit(url)
+    path = parts.path
+    match = path.startswith("/services/data/v") and path.split("/")[3][1:]
+    if not match or served_version(state.settings, match)[0] != 200:
+        return 404, [{"errorCode": "NOT_FOUND", "message": NOT_FOUND_MESSAGE}]
+    body = b""
+    headers = [
+        (k, v)
+        for k, v in request.scope["headers"]
+        if k.lower() not in (b"content-length", b"content-type")
+    ]
+    if "richInput" in sub:
+        body = json.dumps(sub["richInput"]).encode()
+        headers += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+    scope = {
+        **request.scope,
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": parts.query.encode(),
+        "headers": headers,
+        "state": dict(request.scope.get("state", {})),
+    }
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    status = 500
+    chunks: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await request.app.router(scope, receive, send)
+    raw = b"".join(chunks)
+    if not raw:
+        return status, None
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------------------------
 # Admin endpoints
 
 
@@ -371,23 +1068,39 @@ _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 def routes() -> list[BaseRoute]:
     """REST and admin routes (mounted after Bulk 2.0's ``…/jobs`` routes)."""
     data = "/services/data/v{version}"
+    sobject = data + "/sobjects/{sobject}"
+
+    def both(path: str, endpoint: Any, methods: list[str]) -> list[Route]:
+        # Salesforce accepts every resource with and without a trailing slash.
+        return [
+            Route(path, endpoint, methods=methods),
+            Route(path + "/", endpoint, methods=methods),
+        ]
+
     return [
-        Route("/services/data", versions, methods=["GET"]),
-        Route("/services/data/", versions, methods=["GET"]),
-        Route(data, resources, methods=["GET"]),
-        Route(data + "/", resources, methods=["GET"]),
-        Route(data + "/limits", limits, methods=["GET"]),
-        Route(data + "/limits/", limits, methods=["GET"]),
-        Route(data + "/sobjects", describe_global, methods=["GET"]),
-        Route(data + "/sobjects/", describe_global, methods=["GET"]),
-        Route(data + "/sobjects/{sobject}/describe", describe_object, methods=["GET"]),
-        Route(data + "/sobjects/{sobject}/describe/", describe_object, methods=["GET"]),
+        *both("/services/data", versions, ["GET"]),
+        *both(data, resources, ["GET"]),
+        *both(data + "/limits", limits, ["GET"]),
+        *both(data + "/query", rest_query, ["GET"]),
+        *both(data + "/queryAll", rest_query, ["GET"]),
+        Route(data + "/query/{locator}", rest_query_more, methods=["GET"]),
+        Route(data + "/queryAll/{locator}", rest_query_more, methods=["GET"]),
+        *both(data + "/composite/batch", composite_batch, ["POST"]),
+        *both(data + "/sobjects", describe_global, ["GET"]),
+        *both(sobject + "/describe", describe_object, ["GET"]),
+        Route(sobject, sobject_info, methods=["GET"]),
+        Route(sobject, _with_body(sobject_create), methods=["POST"]),
+        Route(sobject + "/", sobject_info, methods=["GET"]),
+        Route(sobject + "/", _with_body(sobject_create), methods=["POST"]),
+        Route(
+            sobject + "/{record_id}", _with_body(sobject_record), methods=["GET", "PATCH", "DELETE"]
+        ),
+        Route(
+            sobject + "/{first}/{second}", _with_body(sobject_by_field), methods=["GET", "PATCH"]
+        ),
         Route("/_emulator/faults", admin_faults, methods=["GET", "POST", "DELETE"]),
         Route("/_emulator/expire-sessions", admin_expire_sessions, methods=["POST"]),
         Route("/_emulator/revoke-refresh-token", admin_revoke_refresh_token, methods=["POST"]),
         Route("/_emulator/stats", admin_stats, methods=["GET"]),
         Route("/_emulator/reset", admin_reset, methods=["POST"]),
     ]
-
-
-__all__ = ["QueryLocators", "is_valid_id", "routes"]

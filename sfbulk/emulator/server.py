@@ -31,7 +31,10 @@ class RunningServer:
     """
 
     def __init__(
-        self, state: EmulatorState, server: uvicorn.Server, thread: threading.Thread,
+        self,
+        state: EmulatorState,
+        server: uvicorn.Server,
+        thread: threading.Thread,
         sock: socket.socket,
     ) -> None:
         self.state = state
@@ -130,7 +133,9 @@ def run_in_thread(
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"sfbulk-emulator:{bound_port}",
+        target=server.run,
+        kwargs={"sockets": [sock]},
+        name=f"sfbulk-emulator:{bound_port}",
         daemon=True,
     )
     thread.start()

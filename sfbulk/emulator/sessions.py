@@ -102,9 +102,7 @@ class SessionStore:
             self.issued_count += 1
             # Forget sessions long past their expiry so the table stays small on long runs.
             if len(self._sessions) > 1024:
-                self._sessions = {
-                    tok: s for tok, s in self._sessions.items() if s.expires_at > now
-                }
+                self._sessions = {tok: s for tok, s in self._sessions.items() if s.expires_at > now}
         return session
 
     def check(self, token: str | None) -> Session | None:
