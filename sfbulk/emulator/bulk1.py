@@ -1481,6 +1481,8 @@ def _process_ingest(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk1Ba
     batch_parents = frozenset().union(*parents) if parents else frozenset()
     with job.lock:
         batch.parents = batch_parents
+        # Contention is what other batches hold when this one starts or when it writes.
+        contended = {key for key in batch_parents if job.active_parents.get(key, 0) > 0}
         for key in batch_parents:
             job.active_parents[key] = job.active_parents.get(key, 0) + 1
     try:
@@ -1488,7 +1490,7 @@ def _process_ingest(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk1Ba
         if forced is not None:
             raise BatchFailure(forced)
         with job.lock:
-            contended = {key for key in batch_parents if job.active_parents.get(key, 0) > 1}
+            contended |= {key for key in batch_parents if job.active_parents.get(key, 0) > 1}
         outcomes: list[Any] = [None] * len(rows)
         to_write: list[dict[str, Any]] = []
         positions: list[int] = []
