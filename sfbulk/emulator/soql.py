@@ -1058,6 +1058,9 @@ class _Compiler:
                 )
             branches = next_branches
         last = segments[-1]
+        if polymorphic and last.lower() == "type":
+            # Polymorphic parents are read through the Name entity, whose Type is the object.
+            return self.polymorphic_type(branches)
         hits: list[tuple[str, FieldDef, list[str]]] = []
         for obj, hops, header in branches:
             fdef = obj.field(last)
@@ -1080,6 +1083,30 @@ class _Compiler:
         else:
             sql = "COALESCE(" + ", ".join(f"{a}.{_quote(f.name)}" for a, f, _ in hits) + ")"
         return _Resolved(sql, [], fdef, ".".join([*header, fdef.name]))
+
+    def polymorphic_type(
+        self, branches: list[tuple[SObjectDef, list[tuple[FieldDef, SObjectDef]], list[str]]]
+    ) -> _Resolved:
+        """``What.Type``: the object a polymorphic reference points at, told by its key prefix."""
+        from sfbulk.emulator.metadata import FieldDef
+
+        _obj, hops, header = branches[0]
+        alias = "t0"
+        for ref, target in hops[:-1]:
+            alias = self.join(alias, ref, target)
+        ref = hops[-1][0]
+        column = f"{alias}.{_quote(ref.name)}"
+        whens: list[str] = []
+        params: list[Any] = []
+        for name in ref.reference_to:
+            target = self.catalog.get(name)
+            if target is not None and target.key_prefix:
+                whens.append("WHEN ? THEN ?")
+                params.extend([target.key_prefix, target.name])
+        if not whens:
+            return _Resolved("NULL", [], FieldDef("Type", "picklist"), ".".join([*header, "Type"]))
+        sql = f"CASE substr({column}, 1, 3) {' '.join(whens)} END"
+        return _Resolved(sql, params, FieldDef("Type", "picklist"), ".".join([*header, "Type"]))
 
     # -- clauses ---------------------------------------------------------------------------
 
@@ -1284,10 +1311,11 @@ class _Compiler:
             return f"({expr} IS NOT NULL AND {matched})"
         return f"({expr} IS NULL OR NOT {matched})"
 
-    def order_by(self) -> list[str]:
+    def order_by(self, params: list[Any]) -> list[str]:
         keys: list[str] = []
         for key in self.select.order_by:
             res = self.resolve(key.field)
+            params.extend(res.params)
             if res.fdef.sortable is False or res.fdef.type in _COMPOUND_TYPES:
                 raise self.select.error(
                     INVALID_FIELD,
@@ -1317,7 +1345,8 @@ class _Compiler:
             if hi is not None:
                 where.append('t0."Id" < ?')
                 where_params.append(hi)
-        order = self.order_by()
+        order_params: list[Any] = []
+        order = self.order_by(order_params)
         # Unsorted results come in creation order, and PK chunks in id order; the Id tiebreak
         # makes sorted results deterministic too.
         order.append('t0."Id"')
@@ -1327,7 +1356,7 @@ class _Compiler:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY " + ", ".join(order)
-        all_params = params + where_params
+        all_params = params + where_params + order_params
         if self.select.limit is not None:
             sql += " LIMIT ?"
             all_params.append(self.select.limit)

@@ -674,10 +674,11 @@ def test_custom_relationship_path(org) -> None:
 
 def test_polymorphic_paths_follow_the_type_each_row_points_at(org) -> None:
     sql, params, columns, _ = compile_soql(
-        "SELECT Subject, Who.Name, What.Name FROM Task WHERE Who.Name != null", org.catalog
+        "SELECT Subject, Who.LastName, What.Name FROM Task WHERE Who.LastName != null",
+        org.catalog,
     )
-    assert columns == ["Subject", "Who.Name", "What.Name"]
-    assert org.execute_sql(sql, params) == [("call", "Ann Smith", "Acme"), ("mail", "Lee", None)]
+    assert columns == ["Subject", "Who.LastName", "What.Name"]
+    assert org.execute_sql(sql, params) == [("call", "Smith", "Acme"), ("mail", "Lee", None)]
     assert names(org, "SELECT Subject FROM Task WHERE ActivityDate = LAST_N_DAYS:7") == [
         "call",
         "mail",
@@ -731,3 +732,15 @@ def test_rest_mode_reads_base64(org) -> None:
     assert run(org, "SELECT Name, Blob__c FROM Type_Sample__c WHERE Name = 's0'", bulk=False) == [
         ("s0", None)
     ]
+
+
+def test_polymorphic_type_names_the_object_each_row_points_at(org) -> None:
+    sql, params, columns, types = compile_soql(
+        "SELECT Subject, Who.Type, What.Type FROM Task WHERE Who.Type != 'contact' "
+        "ORDER BY Who.Type DESC, Subject",
+        org.catalog,
+    )
+    assert columns == ["Subject", "Who.Type", "What.Type"]
+    assert types == ["combobox", "picklist", "picklist"]
+    assert org.execute_sql(sql, params) == [("none", None, None), ("mail", "Lead", None)]
+    assert names(org, "SELECT Subject FROM Task WHERE What.Type = 'Account'") == ["call"]
