@@ -578,9 +578,8 @@ def _enc_number(value: Any) -> str:
 
 def _utc_millis(value: dt.datetime) -> str:
     value = value.astimezone(UTC)
-    _check_year(value.year)
-    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:"
-            f"{value.minute:02d}:{value.second:02d}.{value.microsecond // 1000:03d}Z")
+    _check_year(value.year)  # four-digit years, so the fixed-width slice below is exact
+    return value.isoformat("T", timespec="milliseconds")[:23] + "Z"
 
 
 def _datetime_encoder(tz: dt.tzinfo) -> Callable[[Any], str]:
@@ -674,6 +673,50 @@ def _string_encoder(kind: str) -> Callable[[Any], str]:
     return encode
 
 
+def _raw_encoder(field_type: str, tz: dt.tzinfo) -> Callable[[Any], str]:
+    """The encoder of :func:`make_encoder` without the field name in its errors."""
+    rejected = _STRING_KINDS_REJECTED.get(field_type)
+    kind = value_kind(field_type)
+    if rejected is not None:
+        def refuse(value: Any) -> str:
+            if value is None or (value.__class__ is str and value == ""):
+                return NULL_CELL
+            raise ValueError(rejected)
+
+        return refuse
+    if kind == "string":
+        inner = _string_encoder(field_type)
+
+        def encode_text(value: Any) -> str:
+            # Fast path: the common, valid text value goes straight through.
+            if value.__class__ is str and value and value != NULL_CELL and "\0" not in value:
+                return value
+            if value is None:
+                return NULL_CELL
+            return inner(value)
+
+        return encode_text
+    if kind == "boolean":
+        inner = _enc_bool
+    elif kind == "integer":
+        inner = _int_encoder(field_type)
+    elif kind == "number":
+        inner = _enc_number
+    elif kind == "datetime":
+        inner = _datetime_encoder(tz)
+    elif kind == "date":
+        inner = _date_encoder(tz)
+    else:
+        inner = _enc_time
+
+    def encode(value: Any) -> str:
+        if value is None or (value.__class__ is str and value == ""):
+            return NULL_CELL
+        return inner(value)
+
+    return encode
+
+
 def make_encoder(field_type: str, *, tz: dt.tzinfo | None = None,
                  field: str = "") -> Callable[[Any], str]:
     """Build the function that encodes values of one field into cell text (not yet quoted).
@@ -688,32 +731,10 @@ def make_encoder(field_type: str, *, tz: dt.tzinfo | None = None,
         ``encode(value) -> str``: ``None`` and ``""`` give ``#N/A``. It raises :class:`ValueError`
         ``"<field>: <reason>"`` for a value the field cannot take.
     """
-    zone = tz or UTC
-    rejected = _STRING_KINDS_REJECTED.get(field_type)
-    kind = value_kind(field_type)
-    if rejected is not None:
-        inner: Callable[[Any], str] | None = None
-    elif kind == "boolean":
-        inner = _enc_bool
-    elif kind == "integer":
-        inner = _int_encoder(field_type)
-    elif kind == "number":
-        inner = _enc_number
-    elif kind == "datetime":
-        inner = _datetime_encoder(zone)
-    elif kind == "date":
-        inner = _date_encoder(zone)
-    elif kind == "time":
-        inner = _enc_time
-    else:
-        inner = _string_encoder(field_type)
+    inner = _raw_encoder(field_type, tz or UTC)
     label = field or field_type
 
     def encode(value: Any) -> str:
-        if value is None or (isinstance(value, str) and value == ""):
-            return NULL_CELL
-        if inner is None:
-            raise ValueError(f"{label}: {rejected}")
         try:
             return inner(value)
         except ValueError as exc:
@@ -798,27 +819,28 @@ def _utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
-def _flatten(record: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
-    """Yield (key, value) pairs; a nested mapping is a parent reference by an indexed field.
+def _flatten_reference(key: str, value: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Flatten a parent reference by an indexed field into relationship columns.
 
     ``{"Account": {"External_Id__c": "A1"}}`` gives ``Account.External_Id__c``; a nested
     ``{"attributes": {"type": "Lead"}, "Email": …}`` under ``Who`` gives ``Lead:Who.Email``.
     """
-    for key, value in record.items():
-        if isinstance(value, Mapping):
-            attributes = value.get("attributes")
-            prefix = ""
-            if isinstance(attributes, Mapping) and attributes.get("type"):
-                prefix = f"{attributes['type']}:"
-            for sub_key, sub_value in value.items():
-                if sub_key == "attributes":
-                    continue
-                if isinstance(sub_value, Mapping):
-                    raise ValueError(f"{key}.{sub_key}: only one level of parent reference is "
-                                     "allowed")
-                yield f"{prefix}{key}.{sub_key}", sub_value
-        else:
-            yield key, value
+    attributes = value.get("attributes")
+    prefix = ""
+    if isinstance(attributes, Mapping) and attributes.get("type"):
+        prefix = f"{attributes['type']}:"
+    pairs = []
+    for sub_key, sub_value in value.items():
+        if sub_key == "attributes":
+            continue
+        if isinstance(sub_value, Mapping):
+            raise ValueError(f"{key}.{sub_key}: only one level of parent reference is allowed")
+        pairs.append((f"{prefix}{key}.{sub_key}", sub_value))
+    return pairs
+
+
+_SCALARS = frozenset({str, int, float, bool, Decimal, type(None), dt.datetime, dt.date, list})
+_UNSEEN = object()
 
 
 @dataclass
@@ -880,54 +902,70 @@ class CsvBatcher:
         self.max_record_fields = max_record_fields
         self.max_header_chars = max_header_chars
         self.line_ending = line_ending
-        self._columns: dict[str, tuple[Column, str, Callable[[Any], str]] | ValueError | None] = {}
+        self._columns: dict[str, Any] = {}
         self._open = _OpenBatch()
         self._position = 0
         self._sequence = 0
 
     # -- resolving and encoding --------------------------------------------------------------
 
-    def _column(self, key: str) -> tuple[Column, str, Callable[[Any], str]] | None:
-        cached = self._columns.get(key, self)
-        if cached is self:
-            try:
-                column = self._resolver(key)
-            except ValueError as exc:
-                cached = exc
-            else:
-                cached = None if column is None else (
-                    column, quote_cell(column.name),
-                    make_encoder(column.field_type, tz=self._tz, field=column.name))
-            self._columns[key] = cached  # type: ignore[assignment]
-        if isinstance(cached, ValueError):
-            raise cached
-        return cached  # type: ignore[return-value]
+    def _resolve(self, key: str) -> tuple[str, str, Callable[[Any], str]] | None:
+        """Resolve and cache one key: (column name, quoted header, encoder) or None to skip."""
+        try:
+            column = self._resolver(key)
+        except ValueError as exc:
+            self._columns[key] = exc
+            raise _Rejection(str(exc), key) from None
+        entry = None if column is None else (
+            column.name, quote_cell(column.name), _raw_encoder(column.field_type, self._tz))
+        self._columns[key] = entry
+        return entry
 
-    def _encode(self, record: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-        """(column name, quoted header, quoted cell) per loaded key; ValueError names the key."""
+    def _encode(self, record: Mapping[str, Any]) -> tuple[list[tuple[str, str, str]], int, int]:
+        """Encode a record's cells: ([(column, quoted header, quoted cell)], chars, bytes).
+
+        Raises:
+            _Rejection: A key cannot be loaded, a value is bad or a per-record limit is broken.
+        """
         cells: list[tuple[str, str, str]] = []
         seen: dict[str, str] = {}
-        record_chars = 0
-        for key, value in _flatten(record):
-            try:
-                resolved = self._column(key)
-            except ValueError as exc:
-                raise _Rejection(str(exc), key) from None
-            if resolved is None:
-                continue
-            column, header, encode = resolved
-            if column.name in seen:
-                raise _Rejection(f"{key!r} and {seen[column.name]!r} both load {column.name}", key)
-            seen[column.name] = key
-            try:
-                text = encode(value)
-            except ValueError as exc:
-                raise _Rejection(str(exc), key) from None
-            if len(text) > self.max_field_chars:
-                raise _Rejection(f"{column.name}: {len(text)} characters, over the "
-                                 f"{self.max_field_chars} per field", key)
-            record_chars += len(text)
-            cells.append((column.name, header, quote_cell(text)))
+        columns = self._columns
+        max_field = self.max_field_chars
+        record_chars = cell_chars = cell_bytes = 0
+        nested: list[tuple[str, Any]] = []
+        for items in (record.items(), nested):
+            for key, value in items:
+                if value.__class__ not in _SCALARS and isinstance(value, Mapping):
+                    nested.extend(_flatten_reference(key, value))
+                    continue
+                entry = columns.get(key, _UNSEEN)
+                if entry is _UNSEEN:
+                    entry = self._resolve(key)
+                elif entry.__class__ is not tuple:
+                    if entry is None:
+                        continue
+                    raise _Rejection(str(entry), key)
+                if entry is None:
+                    continue
+                name, header, encode = entry
+                if name in seen:
+                    raise _Rejection(f"{key!r} and {seen[name]!r} both load {name}", key)
+                seen[name] = key
+                try:
+                    text = encode(value)
+                except ValueError as exc:
+                    raise _Rejection(f"{name}: {exc}", key) from None
+                size = len(text)
+                if size > max_field:
+                    raise _Rejection(f"{name}: {size} characters, over the {max_field} per "
+                                     "field", key)
+                record_chars += size
+                if '"' in text or "," in text or "\n" in text or "\r" in text:
+                    text = '"' + text.replace('"', '""') + '"'
+                    size = len(text)
+                cell_chars += size
+                cell_bytes += size if text.isascii() else len(text.encode("utf-8"))
+                cells.append((name, header, text))
         if record_chars > self.max_record_chars:
             raise _Rejection(f"{record_chars} characters, over the {self.max_record_chars} per "
                              "record")
@@ -935,7 +973,7 @@ class CsvBatcher:
             raise _Rejection(f"{len(cells)} fields, over the {self.max_record_fields} per record")
         if not cells:
             raise _Rejection("no field of this record can be loaded")
-        return cells
+        return cells, cell_chars, cell_bytes
 
     # -- batching -------------------------------------------------------------------------------
 
@@ -955,18 +993,18 @@ class CsvBatcher:
         if key is None:
             key = position
         try:
-            cells = self._encode(record)
+            encoded = self._encode(record)
         except _Rejection as exc:
             return RejectedRecord(key, record, exc.reason, exc.field)
         except ValueError as exc:  # a malformed nested reference
             return RejectedRecord(key, record, str(exc))
-
+        cells = encoded[0]
         batch = self._open
-        fit = self._fit(batch, cells)
+        fit = self._fit(batch, encoded)
         if fit is not None:
             self._append(batch, cells, key, fit)
             return None
-        alone = self._fit(_OpenBatch(), cells)
+        alone = self._fit(_OpenBatch(), encoded)
         if alone is None:
             return RejectedRecord(key, record, "the record alone exceeds the batch size limits")
         closed = self._close()
@@ -997,11 +1035,14 @@ class CsvBatcher:
         if last is not None:
             yield last
 
-    def _fit(self, batch: _OpenBatch, cells: list[tuple[str, str, str]]) -> tuple[int, ...] | None:
+    def _fit(self, batch: _OpenBatch,
+             encoded: tuple[list[tuple[str, str, str]], int, int]) -> tuple[int, ...] | None:
         """The batch's new sizes with this record added, or ``None`` when a limit would break."""
-        if len(batch.rows) + 1 > self.max_rows:
+        if len(batch.rows) >= self.max_rows:
             return None
-        new_headers = [header for name, header, _ in cells if name not in batch.index]
+        cells, cell_chars, cell_bytes = encoded
+        index = batch.index
+        new_headers = [header for name, header, _ in cells if name not in index]
         columns = len(batch.columns) + len(new_headers)
         eol = len(self.line_ending)
         header_chars = batch.header_chars
@@ -1018,10 +1059,8 @@ class CsvBatcher:
                 return None
         # Existing rows gain one comma per new column.
         widen = len(new_headers) * len(batch.rows)
-        row_chars = sum(len(cell) for _, _, cell in cells) + columns - 1 + eol
-        row_bytes = sum(_utf8_len(cell) for _, _, cell in cells) + columns - 1 + eol
-        body_chars = batch.body_chars + widen + row_chars
-        body_bytes = batch.body_bytes + widen + row_bytes
+        body_chars = batch.body_chars + widen + cell_chars + columns - 1 + eol
+        body_bytes = batch.body_bytes + widen + cell_bytes + columns - 1 + eol
         if header_chars + body_chars > self.max_chars or header_bytes + body_bytes > self.max_bytes:
             return None
         return header_chars, header_bytes, body_chars, body_bytes
