@@ -744,3 +744,25 @@ def test_polymorphic_type_names_the_object_each_row_points_at(org) -> None:
     assert types == ["combobox", "picklist", "picklist"]
     assert org.execute_sql(sql, params) == [("none", None, None), ("mail", "Lead", None)]
     assert names(org, "SELECT Subject FROM Task WHERE What.Type = 'Account'") == ["call"]
+
+
+def test_store_query_runs_the_engine(org) -> None:
+    cursor = org.query(
+        "select name, account.NAME from contact where Account.Name like 'acme%' order by name",
+        expected_object="Contact",
+    )
+    assert cursor.columns == ["Name", "Account.Name"]
+    assert cursor.field_types == ["string", "string"]
+    assert list(cursor) == [("Ann Smith", "Acme"), ("Jones", "Acme Child")]
+    # Relative literals follow the org's clock (fixed at NOW here).
+    assert list(org.query("SELECT Name FROM Type_Sample__c WHERE Date__c = TODAY")) == [("s3",)]
+    with pytest.raises(SoqlError) as info:
+        org.query("SELECT Id FROM Contact", expected_object="Account")
+    assert info.value.code == "INVALID_TYPE_FOR_OPERATION"
+    assert list(
+        org.query("SELECT Name FROM Account WHERE Type = 'Prospect'", include_deleted=True)
+    ) == [
+        ("Acme",),
+        ("O'Brien \\ Sons",),
+        ("Gone Ltd",),
+    ]
