@@ -1,0 +1,355 @@
+"""Per-record outcomes, and joining Salesforce's result rows back to the rows that were sent.
+
+Bulk API 1.0 answers one result row per request row, in request order, so a batch's results zip
+with its rows (:func:`join_in_order`).
+
+Bulk API 2.0 answers three CSVs (successful, failed, unprocessed) in no promised order, and they
+echo only the uploaded columns: no column of ours can carry a row number. :class:`ResultJoiner`
+makes the join exact anyway:
+
+- Every echoed cell is normalised by its field's describe type, the way Salesforce converts it in
+  ``successfulResults`` (``912260031`` comes back as ``9.12260031E8``, ``1`` as ``true``, a
+  datetime in UTC with milliseconds); ``failedResults`` and ``unprocessedrecords`` echo the raw
+  upload, which normalises to the same value.
+- Update, upsert, delete and hardDelete rows are matched by their key column (``Id`` by its
+  18-character form, the upsert key by value). Rows sharing a key were collapsed into one before
+  the upload (see :mod:`target_sfbulk.loader`), so every key is unique within a job and the match
+  is one to one.
+- Insert rows have no key, so they are matched by their whole normalised content. Rows with the
+  same content in one job were sent identically: Salesforce cannot tell them apart either, so they
+  take the results for that content in input order, which is as exact as the question allows.
+
+A result row that matches no sent row, or a sent row left without a result, means the outcome of
+some record is unknown; that is an error (:class:`ResultJoinError`), never a guess.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sfbulk.csvcodec import NULL_CELL
+from sfbulk.errors import SalesforceError
+from sfbulk.ids import to18
+
+SUCCESS = "success"
+FAILED = "failed"
+UNPROCESSED = "unprocessed"
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one sent row.
+
+    Attributes:
+        status: ``success``, ``failed``, ``unprocessed`` (Salesforce never processed it) or
+            ``rejected`` (refused by the target before any job).
+        id: The record id Salesforce reported.
+        created: For a success, whether a record was created (upsert tells insert from update).
+        code: Salesforce's status code (``REQUIRED_FIELD_MISSING``…) or ours.
+        message: The error message.
+        fields: Fields Salesforce named in the error.
+        job_id, batch_id: Where the row was processed.
+    """
+
+    status: str
+    id: str | None = None
+    created: bool | None = None
+    code: str | None = None
+    message: str | None = None
+    fields: tuple[str, ...] = ()
+    job_id: str | None = None
+    batch_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SUCCESS
+
+
+class ResultJoinError(SalesforceError):
+    """Salesforce's results and the rows sent do not pair up, so some outcome is unknown."""
+
+
+def parse_error_cell(cell: str) -> tuple[str, str, tuple[str, ...]]:
+    """Split a result ``Error``/``sf__Error`` cell: ``CODE:message:field1,field2 --``.
+
+    Several errors are joined by Salesforce with a newline or ``--``; the first code is kept and
+    the whole text is the message.
+    """
+    text = cell.strip()
+    if text.endswith("--"):
+        text = text[:-2].rstrip()
+    code, sep, rest = text.partition(":")
+    if not sep or not code or not code.replace("_", "").isalnum():
+        return ("UNKNOWN_EXCEPTION", cell.strip(), ())
+    message, _, fields_text = rest.rpartition(":")
+    if not message:  # "CODE:message" without a field part
+        message, fields_text = rest, ""
+    fields = tuple(f.strip() for f in fields_text.split(",") if f.strip())
+    return code, message.strip(), fields
+
+
+def _bool(cell: str) -> bool:
+    return cell.strip().lower() == "true"
+
+
+def outcome_from_bulk1(row: Mapping[str, Any], job_id: str | None,
+                       batch_id: str | None) -> Outcome:
+    """One Bulk 1.0 ingest result (CSV ``Id,Success,Created,Error`` or JSON/XML fields)."""
+    success = row.get("Success", row.get("success"))
+    success = _bool(success) if isinstance(success, str) else bool(success)
+    created = row.get("Created", row.get("created"))
+    created = _bool(created) if isinstance(created, str) else bool(created)
+    record_id = row.get("Id", row.get("id")) or None
+    if success:
+        return Outcome(SUCCESS, record_id, created, job_id=job_id, batch_id=batch_id)
+    errors = row.get("Error", row.get("errors"))
+    if isinstance(errors, str):
+        code, message, fields = parse_error_cell(errors)
+    elif isinstance(errors, list) and errors:
+        first = errors[0]
+        code = str(first.get("statusCode") or "UNKNOWN_EXCEPTION")
+        message = "; ".join(str(e.get("message", "")) for e in errors)
+        fields = tuple(str(f) for f in (first.get("fields") or ()))
+    else:
+        code, message, fields = "UNKNOWN_EXCEPTION", "Salesforce reported no error text", ()
+    return Outcome(FAILED, record_id, None, code, message, fields, job_id, batch_id)
+
+
+def join_in_order(rows: int, results: Sequence[Outcome], *, job_id: str | None,
+                  batch_id: str | None) -> list[Outcome]:
+    """Bulk 1.0: results come in request order; their count must equal the rows sent."""
+    if len(results) != rows:
+        raise ResultJoinError(
+            f"batch has {rows} rows but Salesforce returned {len(results)} results",
+            job_id=job_id, batch_id=batch_id)
+    return list(results)
+
+
+# --------------------------------------------------------------------------------------------------
+# Normalising echoed cells
+# --------------------------------------------------------------------------------------------------
+
+
+def _norm_bool(cell: str) -> str:
+    folded = cell.strip().lower()
+    if folded in ("true", "1", "yes", "y"):
+        return "true"
+    if folded in ("false", "0", "no", "n"):
+        return "false"
+    return cell
+
+
+def _norm_int(cell: str) -> str:
+    try:
+        number = Decimal(cell.strip())
+    except InvalidOperation:
+        return cell
+    if number.is_finite() and number == number.to_integral_value():
+        return str(int(number))
+    return cell
+
+
+def _norm_double(cell: str) -> str:
+    # Salesforce holds these as Java doubles and echoes Double.toString: compare as doubles.
+    try:
+        return repr(float(cell.strip()))
+    except ValueError:
+        return cell
+
+
+def _norm_date(cell: str) -> str:
+    text = cell.strip()
+    return text[:10] if len(text) >= 10 and text[4] == "-" and text[7] == "-" else cell
+
+
+def _norm_datetime(cell: str) -> str:
+    text = cell.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return cell
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    moment = moment.astimezone(dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _norm_id(cell: str) -> str:
+    text = cell.strip()
+    if len(text) in (15, 18) and text.isalnum():
+        return to18(text)
+    return cell
+
+
+def _norm_folded(cell: str) -> str:
+    return cell.casefold()
+
+
+_BY_TYPE: dict[str, Callable[[str], str]] = {
+    "boolean": _norm_bool,
+    "int": _norm_int,
+    "long": _norm_int,
+    "double": _norm_double,
+    "currency": _norm_double,
+    "percent": _norm_double,
+    "date": _norm_date,
+    "datetime": _norm_datetime,
+    "id": _norm_id,
+    "reference": _norm_id,
+}
+
+
+def cell_normaliser(field_type: str | None, *, fold_case: bool = False) -> Callable[[str], str]:
+    """How a column's cells compare between what was sent and what Salesforce echoed."""
+    base = _BY_TYPE.get(field_type or "")
+    if base is not None:
+
+        def normalise(cell: str) -> str:
+            return cell if cell == NULL_CELL or not cell else base(cell)
+
+        return normalise
+    return _norm_folded if fold_case else _identity
+
+
+def _identity(cell: str) -> str:
+    return cell
+
+
+# --------------------------------------------------------------------------------------------------
+# Bulk 2.0 join
+# --------------------------------------------------------------------------------------------------
+
+
+class ResultJoiner:
+    """Pairs Bulk 2.0 result rows with the rows of one upload (see the module doc).
+
+    Args:
+        header: The uploaded header (canonical column names).
+        rows: The uploaded rows as cell strings (unquoted), in upload order.
+        types: Describe type per column (relationship columns: the parent field's type).
+        key_column: The column that identifies a row (``Id`` or the upsert key), or ``None`` to
+            match on whole content (insert).
+        fold_key_case: Whether the key compares without case (external ids that are not
+            case-sensitive).
+        job_id: For error messages.
+    """
+
+    def __init__(
+        self,
+        header: Sequence[str],
+        rows: Iterable[Sequence[str]],
+        types: Mapping[str, str],
+        *,
+        key_column: str | None = None,
+        fold_key_case: bool = False,
+        job_id: str | None = None,
+    ) -> None:
+        self.header = list(header)
+        self.job_id = job_id
+        if key_column is not None and key_column in self.header:
+            self._columns = [self.header.index(key_column)]
+            normalisers = [cell_normaliser(types.get(key_column), fold_case=fold_key_case)]
+        else:
+            self._columns = list(range(len(self.header)))
+            normalisers = [cell_normaliser(types.get(name)) for name in self.header]
+        self._normalisers = normalisers
+        self._pending: dict[tuple[str, ...], deque[int]] = defaultdict(deque)
+        self.rows = 0
+        for position, row in enumerate(rows):
+            self._pending[self._project(row)].append(position)
+            self.rows += 1
+        self.outcomes: list[Outcome | None] = [None] * self.rows
+
+    def _project(self, cells: Sequence[str]) -> tuple[str, ...]:
+        out = []
+        for column, normalise in zip(self._columns, self._normalisers, strict=True):
+            cell = cells[column] if column < len(cells) else ""
+            out.append(normalise(cell))
+        return tuple(out)
+
+    def _positions(self, echoed_header: Sequence[str]) -> list[int]:
+        """Where each uploaded column sits in a result page's header."""
+        index = {name: i for i, name in enumerate(echoed_header)}
+        missing = [name for name in self.header if name not in index]
+        if missing:
+            raise ResultJoinError(
+                f"result page lacks the uploaded column(s) {', '.join(missing)}",
+                job_id=self.job_id)
+        return [index[name] for name in self.header]
+
+    def add_page(self, kind: str, page: Iterable[Sequence[str]]) -> int:
+        """Take one result page (rows of cells, its header first).
+
+        Args:
+            kind: ``successful``, ``failed`` or ``unprocessed``.
+            page: The page's rows, header first (as :func:`sfbulk.csvcodec.iter_csv_rows`).
+
+        Returns:
+            The number of result rows taken.
+        """
+        rows = iter(page)
+        echoed = next(rows, None)
+        if echoed is None:
+            return 0
+        positions = self._positions(echoed)
+        id_at = echoed.index("sf__Id") if "sf__Id" in echoed else None
+        created_at = echoed.index("sf__Created") if "sf__Created" in echoed else None
+        error_at = echoed.index("sf__Error") if "sf__Error" in echoed else None
+        taken = 0
+        for row in rows:
+            sent_order = [row[i] if i < len(row) else "" for i in positions]
+            key = self._project(sent_order)
+            queue = self._pending.get(key)
+            if not queue:
+                raise ResultJoinError(
+                    f"a {kind} result row matches no uploaded row (or more results than rows "
+                    f"share its values): {_preview(sent_order)}", job_id=self.job_id)
+            position = queue.popleft()
+            record_id = (row[id_at] if id_at is not None else "") or None
+            if kind == "successful":
+                created = _bool(row[created_at]) if created_at is not None else None
+                outcome = Outcome(SUCCESS, record_id, created, job_id=self.job_id)
+            elif kind == "failed":
+                code, message, fields = parse_error_cell(row[error_at] if error_at is not None
+                                                         else "")
+                outcome = Outcome(FAILED, record_id, None, code, message, fields, self.job_id)
+            else:
+                outcome = Outcome(UNPROCESSED, None, None, "UNPROCESSED",
+                                  "Salesforce did not process this record (the job stopped "
+                                  "before reaching it)", job_id=self.job_id)
+            self.outcomes[position] = outcome
+            taken += 1
+        return taken
+
+    def finish(self, *, unprocessed_message: str | None = None) -> list[Outcome]:
+        """Every row's outcome, in upload order.
+
+        Args:
+            unprocessed_message: When the job failed as a whole, rows without a result row are
+                unprocessed with this reason; otherwise a row without a result is an error.
+
+        Raises:
+            ResultJoinError: Some row has no result (and the job did not fail as a whole).
+        """
+        missing = [i for i, outcome in enumerate(self.outcomes) if outcome is None]
+        if missing and unprocessed_message is None:
+            raise ResultJoinError(
+                f"{len(missing)} of {self.rows} uploaded rows have no result row (first: row "
+                f"{missing[0] + 1})", job_id=self.job_id)
+        for i in missing:
+            self.outcomes[i] = Outcome(UNPROCESSED, None, None, "UNPROCESSED",
+                                       unprocessed_message, job_id=self.job_id)
+        return [outcome for outcome in self.outcomes if outcome is not None]
+
+
+def _preview(cells: Sequence[str]) -> str:
+    text = ",".join(cells)
+    return text if len(text) <= 120 else text[:117] + "..."
