@@ -303,6 +303,8 @@ class Bulk2Job:
     #: ``successfulResults``/``failedResults``/``unprocessedrecords`` (ingest) or ``results``
     #: (query), created when processing starts.
     results: dict[str, ResultFile] = field(default_factory=dict, repr=False)
+    #: The compiled query's open cursor until the worker has read it (query jobs).
+    cursor: Any = field(default=None, repr=False)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     abort_event: threading.Event = field(default_factory=threading.Event, repr=False)
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -316,9 +318,17 @@ class Bulk2Job:
     def newline(self) -> str:
         return LINE_ENDINGS[self.line_ending]
 
+    def close_cursor(self) -> None:
+        """Release the query's SQLite statement (done, aborted or deleted)."""
+        with self.lock:
+            cursor, self.cursor = self.cursor, None
+        if cursor is not None:
+            cursor.close()
+
     def discard_results(self) -> None:
         """Release the upload spool and every result file (job deleted or emulator stopped)."""
         with self.lock:
+            self.close_cursor()
             if self.upload is not None:
                 self.upload.close()
                 self.upload = None
@@ -790,10 +800,12 @@ def _row_problem(row: list[str], width: int, header: list[str]) -> str | None:
     return None
 
 
-def _process_query(state: Any, job: Bulk2Job, cursor: Any) -> None:
+def _process_query(state: Any, job: Bulk2Job) -> None:
     """Worker task: run the query and spool its rows, CSV-encoded, into a ResultFile."""
     with job.lock:
-        if job.state != "UploadComplete" or job.deleted:
+        cursor = job.cursor
+        if job.state != "UploadComplete" or job.deleted or cursor is None:
+            job.close_cursor()
             return
         job.set_state("InProgress")
     started = time.monotonic()
@@ -805,6 +817,7 @@ def _process_query(state: Any, job: Bulk2Job, cursor: Any) -> None:
         logger.exception("Bulk 2.0 query job %s failed unexpectedly", job.id)
         _fail_job(job, f"InternalServerError : {exc}")
     finally:
+        job.close_cursor()
         with job.lock:
             _finish_timing(job, started)
             for result in job.results.values():
@@ -1265,7 +1278,8 @@ class Bulk2Api:
                     + ("use UploadComplete or Aborted" if job.kind == "ingest" else "use Aborted"),
                 )
         if target == "Aborted":
-            state.jobs.pool.cancel(job.id)
+            if state.jobs.pool.cancel(job.id) and job.kind == "query":
+                job.close_cursor()  # the worker will never read it
             if job.kind == "ingest":
                 self._unprocessed_after_abort(state, job)
         return json_response(answer)
@@ -1354,6 +1368,7 @@ class Bulk2Api:
         cursor = self._prepare_query(state, soql, operation)
         obj = state.org.catalog.get(cursor.object)
         if not _consume(state, DAILY_BULK_V2_QUERY_JOBS):
+            cursor.close()
             raise _HttpError(
                 400,
                 "LIMIT_EXCEEDED",
@@ -1371,10 +1386,11 @@ class Bulk2Api:
             query=soql,
             pk_chunking_supported=bool(getattr(obj, "pk_chunking", False)),
             state="UploadComplete",
+            cursor=cursor,
         )
         state.jobs.add(job.id, job)
         logger.info("Bulk 2.0 query job %s created on %s", job.id, job.object)
-        state.jobs.pool.submit(job.id, lambda: _process_query(state, job, cursor), serial=True)
+        state.jobs.pool.submit(job.id, lambda: _process_query(state, job), serial=True)
         return json_response(job.create_body())
 
     @staticmethod
@@ -1388,6 +1404,7 @@ class Bulk2Api:
             raise _HttpError(400, exc.code, exc.message) from None
         obj = state.org.catalog.get(cursor.object)
         if obj is not None and not obj.bulk_queryable:
+            cursor.close()
             raise _HttpError(400, "INVALIDENTITY", f"{obj.name} is not supported by the Bulk API")
         return cursor
 

@@ -670,3 +670,295 @@ def test_listing_pages_both_kinds(bulk: Bulk2, emulator, fixtures_dir: Path) -> 
     assert queries["records"][0]["jobType"] == "V2Query"
     none = bulk.request("GET", "ingest", params={"jobType": "Classic"}).json()
     assert none == {"done": True, "records": [], "nextRecordsUrl": None}
+
+
+# -- query -----------------------------------------------------------------------------------
+
+
+def _seed_accounts(server, count: int) -> list[str]:
+    rows = [
+        {"Name": f"Acct {i:03d}", "NumberOfEmployees": str(i), "AnnualRevenue": str(i * 1e7)}
+        for i in range(count)
+    ]
+    results = server.state.org.write("Account", "insert", rows)
+    assert all(r.success for r in results)
+    return [r.id for r in results]
+
+
+def test_query_job_lifecycle_and_pages(bulk: Bulk2, emulator, fixtures_dir: Path) -> None:
+    ids = _seed_accounts(emulator, 5)
+    created = bulk.create(
+        "query",
+        operation="query",
+        query="SELECT Id, Name, NumberOfEmployees, AnnualRevenue, IsDeleted FROM Account "
+        "ORDER BY Name",
+        contentType="CSV",
+    )
+    assert created.status_code == 200
+    assert created.headers["Content-Type"] == JSON_TYPE
+    body = created.json()
+    assert list(body) == _keys(fixtures_dir, "query_job_create_uploadcomplete.json")
+    assert (body["state"], body["object"], body["operation"]) == (
+        "UploadComplete", "Account", "query",
+    )
+    info = bulk.wait("query", body["id"])
+    assert list(info) == _keys(fixtures_dir, "doc_query_job_info_jobcomplete.json")
+    assert (info["state"], info["jobType"], info["numberRecordsProcessed"]) == (
+        "JobComplete", "V2Query", 5,
+    )
+    assert info["isPkChunkingSupported"] is True
+
+    header = '"Id","Name","NumberOfEmployees","AnnualRevenue","IsDeleted"\n'
+    expected = [
+        f'"{ids[i]}","Acct {i:03d}","{i}","{java_double(i * 1e7)}","false"\n' for i in range(5)
+    ]
+    pages, locator, seen_locators = [], None, []
+    while True:
+        params = {"maxRecords": 2}
+        if locator:
+            params["locator"] = locator
+        page = bulk.request("GET", f"query/{body['id']}/results", params=params)
+        assert page.status_code == 200
+        assert page.headers["Content-Type"] == CSV_TYPE
+        locator = page.headers["Sforce-Locator"]
+        seen_locators.append(locator)
+        pages.append((int(page.headers["Sforce-NumberOfRecords"]), page.text))
+        if locator == "null":
+            break
+    assert [n for n, _ in pages] == [2, 2, 1]
+    assert [text for _, text in pages] == [
+        header + "".join(expected[0:2]),
+        header + "".join(expected[2:4]),
+        header + expected[4],
+    ]
+    assert seen_locators == [encode_locator(2), encode_locator(4), "null"]
+    # A locator can be read again as long as the job exists.
+    again = bulk.request(
+        "GET", f"query/{body['id']}/results", params={"locator": seen_locators[0], "maxRecords": 2}
+    )
+    assert again.text == pages[1][1]
+    # Without maxRecords the configured page size applies (100,000 rows by default).
+    whole = bulk.request("GET", f"query/{body['id']}/results")
+    assert whole.headers["Sforce-NumberOfRecords"] == "5"
+    assert whole.headers["Sforce-Locator"] == "null"
+    assert whole.text == header + "".join(expected)
+
+
+def test_query_default_page_size_is_configurable(emulator_factory) -> None:
+    server = emulator_factory(bulk2_page_rows=3)
+    client = Bulk2(server)
+    _seed_accounts(server, 4)
+    info = client.query("SELECT Id FROM Account")
+    first = client.request("GET", f"query/{info['id']}/results")
+    assert first.headers["Sforce-NumberOfRecords"] == "3"
+    assert first.headers["Sforce-Locator"] == encode_locator(3)
+
+
+def test_query_delimiter_line_ending_gzip_and_nulls(bulk: Bulk2, emulator) -> None:
+    emulator.state.org.write(
+        "Account", "insert", [{"Name": 'Caret^"Quote"', "Website": None}, {"Name": "Plain"}]
+    )
+    info = bulk.query(
+        "SELECT Name, Website FROM Account ORDER BY Name",
+        columnDelimiter="CARET",
+        lineEnding="CRLF",
+    )
+    assert (info["lineEnding"], info["columnDelimiter"]) == ("CRLF", "CARET")
+    response = bulk.http.get(
+        f"{bulk.base}/query/{info['id']}/results",
+        headers={"Accept-Encoding": "gzip"},
+        stream=True,
+        timeout=10,
+    )
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert response.headers["Sforce-NumberOfRecords"] == "2"
+    text = gzip.decompress(response.raw.read()).decode()
+    assert text == '"Name"^"Website"\r\n"Caret^""Quote"""^""\r\n"Plain"^""\r\n'
+
+
+def test_query_all_includes_deleted_rows(bulk: Bulk2, emulator) -> None:
+    ids = _seed_accounts(emulator, 3)
+    assert emulator.state.org.write("Account", "delete", [{"Id": ids[0]}])[0].success
+    assert bulk.query("SELECT Id FROM Account")["numberRecordsProcessed"] == 2
+    every = bulk.query("SELECT Id, IsDeleted FROM Account ORDER BY Id", operation="queryAll")
+    assert every["operation"] == "queryAll" and every["numberRecordsProcessed"] == 3
+    text = bulk.request("GET", f"query/{every['id']}/results").text
+    assert text.splitlines()[1] == f'"{ids[0]}","true"'
+
+
+def test_query_with_no_rows_has_an_empty_body(bulk: Bulk2) -> None:
+    info = bulk.query("SELECT Id FROM Account")
+    response = bulk.request("GET", f"query/{info['id']}/results")
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["Sforce-NumberOfRecords"] == "0"
+    assert response.headers["Sforce-Locator"] == "null"
+
+
+def test_query_validation_is_synchronous(bulk: Bulk2) -> None:
+    def create(soql: str) -> dict:
+        return _error(bulk.create("query", operation="query", query=soql), 400)
+
+    assert create("SELECT Id FROM CaseStatus") == {
+        "errorCode": "INVALIDENTITY",
+        "message": "CaseStatus is not supported by the Bulk API",
+    }
+    assert create("SELECT BillingAddress FROM Account") == {
+        "errorCode": "FUNCTIONALITY_NOT_ENABLED",
+        "message": "Selecting compound data not supported in Bulk Query",
+    }
+    assert create("SELECT Nope FROM Account")["errorCode"] == "INVALID_FIELD"
+    assert create("SELECT Id FROM Account GROUP BY Id")["message"] == (
+        "GROUP BY not supported in Bulk Query"
+    )
+    assert create("SELEKT Id FROM Account")["errorCode"] == "MALFORMED_QUERY"
+    assert _error(bulk.create("query", query="SELECT Id FROM Account"), 400)["errorCode"] == (
+        "API_ERROR"
+    )
+    malformed = bulk.request(
+        "POST", "query", data=b'{"operation": "query", "query": 42 x}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert _error(malformed, 400) == {
+        "errorCode": "API_ERROR",
+        "message": "Value does not match expected type at [line:1, column:36]",
+    }
+    assert bulk.request("GET", "query").json()["records"] == []
+
+
+def test_query_results_rules(bulk: Bulk2, emulator) -> None:
+    _seed_accounts(emulator, 3)
+    emulator.state.faults.configure({"never_finish": True})
+    job_id = bulk.create("query", operation="query", query="SELECT Id FROM Account").json()["id"]
+    early = _error(bulk.request("GET", f"query/{job_id}/results"), 400)
+    assert early["errorCode"] == "INVALIDJOBSTATE"
+    aborted = bulk.patch("query", job_id, "Aborted")
+    assert aborted.status_code == 200 and aborted.json()["state"] == "Aborted"
+    emulator.state.faults.clear()
+
+    info = bulk.query("SELECT Id FROM Account")
+    mismatch = _error(bulk.at("59.0").request("GET", f"query/{info['id']}/results"), 409)
+    assert mismatch["errorCode"] == "API_VERSION_MISMATCH"
+    bad = bulk.request("GET", f"query/{info['id']}/results", params={"locator": "%%%"})
+    assert _error(bad, 400)["errorCode"] == "INVALIDLOCATOR"
+    bad = bulk.request("GET", f"query/{info['id']}/results", params={"maxRecords": "0"})
+    assert _error(bad, 400)["errorCode"] == "API_ERROR"
+
+
+def test_query_abort_and_delete(bulk: Bulk2, emulator, fixtures_dir: Path) -> None:
+    emulator.state.faults.configure({"never_finish": True})
+    job_id = bulk.create("query", operation="query", query="SELECT Id FROM Account").json()["id"]
+    deadline = time.monotonic() + 5
+    while bulk.info("query", job_id)["state"] != "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    _, recorded = _recorded(fixtures_dir, "doc_error_delete_not_terminated.json")
+    assert [_error(bulk.request("DELETE", f"query/{job_id}"), 400)] == recorded
+    aborted = bulk.patch("query", job_id, "Aborted")
+    assert list(aborted.json()) == _keys(fixtures_dir, "doc_query_abort_response.json")
+    assert bulk.info("query", job_id)["state"] == "Aborted"
+    emulator.state.faults.clear()
+
+    info = bulk.query("SELECT Id FROM Account")
+    _, recorded = _recorded(fixtures_dir, "doc_error_abort_completed_job.json")
+    assert [_error(bulk.patch("query", info["id"], "Aborted"), 400)] == recorded
+    assert _error(bulk.patch("query", info["id"], "UploadComplete"), 400)["errorCode"] == (
+        "INVALIDJOBSTATE"
+    )
+    assert bulk.request("DELETE", f"query/{info['id']}").status_code == 204
+    assert _error(bulk.request("GET", f"query/{info['id']}/results"), 404)["errorCode"] == (
+        "NOT_FOUND"
+    )
+
+
+def test_result_pages(bulk: Bulk2, emulator, fixtures_dir: Path) -> None:
+    _seed_accounts(emulator, 7)
+    emulator.state.settings.bulk2_page_rows = 1
+    info = bulk.query("SELECT Name FROM Account ORDER BY Name")
+    response = bulk.request("GET", f"query/{info['id']}/resultPages")
+    assert response.status_code == 200
+    body = response.json()
+    _, recorded = _recorded(fixtures_dir, "doc_query_resultPages.json")
+    assert list(body) == list(recorded)
+    base = f"/services/data/v60.0/jobs/query/{info['id']}"
+    assert body["resultPages"] == [
+        {"resultUrl": f"{base}/results?locator={encode_locator(i)}"} for i in range(5)
+    ]
+    assert body["done"] is False
+    assert body["nextRecordsUrl"] == f"{base}/resultpages?locator={encode_locator(5)}"
+    rest = bulk.http.get(emulator.url + body["nextRecordsUrl"], timeout=10).json()
+    assert rest["done"] is True and rest["nextRecordsUrl"] is None
+    assert len(rest["resultPages"]) == 2
+    texts = [
+        bulk.http.get(emulator.url + p["resultUrl"], timeout=10).text
+        for p in body["resultPages"] + rest["resultPages"]
+    ]
+    assert texts == [f'"Name"\n"Acct {i:03d}"\n' for i in range(7)]
+    old = bulk.at("57.0").request("GET", f"query/{info['id']}/resultPages")
+    assert _error(old, 404)["errorCode"] == "NOT_FOUND"
+
+
+def test_query_jobs_consume_the_daily_allocation(emulator_factory) -> None:
+    server = emulator_factory(bulk2_query_jobs_daily_limit=2)
+    client = Bulk2(server)
+    for _ in range(2):
+        assert client.create("query", operation="query", query="SELECT Id FROM Account").ok
+    assert server.state.usage.used("DailyBulkV2QueryJobs") == 2
+    refused = client.create("query", operation="query", query="SELECT Id FROM Account")
+    assert _error(refused, 400)["errorCode"] == "LIMIT_EXCEEDED"
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+
+def test_failed_job_fault(bulk: Bulk2, emulator) -> None:
+    emulator.state.faults.configure(
+        {"fail_batches": {"count": 2, "message": "InternalServerError : boom"}}
+    )
+    ingest = bulk.ingest("insert", "Account", "Name\nA\nB\n")
+    assert (ingest["state"], ingest["errorMessage"]) == ("Failed", "InternalServerError : boom")
+    assert ingest["numberRecordsProcessed"] == 0
+    assert bulk.results(ingest["id"], "unprocessedrecords") == 'Name\n"A"\n"B"\n'
+    query = bulk.query("SELECT Id FROM Account")
+    assert (query["state"], query["errorMessage"]) == ("Failed", "InternalServerError : boom")
+    assert list(query)[-1] == "errorMessage"
+    assert bulk.query("SELECT Id FROM Account")["state"] == "JobComplete"
+
+
+def test_never_finishing_ingest_can_be_aborted(bulk: Bulk2, emulator) -> None:
+    emulator.state.faults.configure({"never_finish": True})
+    job_id = bulk.create("ingest", object="Account", operation="insert").json()["id"]
+    bulk.put(job_id, "Name\nA\nB\n")
+    bulk.patch("ingest", job_id, "UploadComplete")
+    deadline = time.monotonic() + 5
+    while bulk.info("ingest", job_id)["state"] != "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert bulk.info("ingest", job_id)["state"] == "InProgress"
+    assert bulk.patch("ingest", job_id, "Aborted").json()["state"] == "Aborted"
+    emulator.state.jobs.pool.wait_idle(job_id, timeout=5)
+    assert bulk.results(job_id, "unprocessedrecords") == 'Name\n"A"\n"B"\n'
+    assert emulator.state.org.count("Account") == 0
+
+
+def test_processing_delay_shows_in_progress(bulk: Bulk2, emulator) -> None:
+    emulator.state.faults.configure({"processing_delay_seconds": 0.3})
+    job_id = bulk.create("ingest", object="Account", operation="insert").json()["id"]
+    bulk.put(job_id, "Name\nA\n")
+    bulk.patch("ingest", job_id, "UploadComplete")
+    time.sleep(0.1)
+    assert bulk.info("ingest", job_id)["state"] == "InProgress"
+    assert bulk.wait("ingest", job_id)["state"] == "JobComplete"
+
+
+def test_lock_errors_fail_rows_without_saving_them(bulk: Bulk2, emulator) -> None:
+    emulator.state.faults.configure({"lock_error_share": 1.0})
+    info = bulk.ingest("insert", "Account", "Name\nA\nB\n")
+    assert (info["numberRecordsProcessed"], info["numberRecordsFailed"]) == (2, 2)
+    lines = bulk.results(info["id"], "failedResults").splitlines()
+    assert lines[1] == (
+        '"","UNABLE_TO_LOCK_ROW:unable to obtain exclusive access to this record or 1 records: '
+        ':--","A"'
+    )
+    assert emulator.state.org.count("Account") == 0
