@@ -884,7 +884,6 @@ class Bulk1:
         if content_type not in ("CSV", "JSON", "XML"):
             raise ValueError("query content_type must be CSV, JSON or XML")
         return QueryStream(
-            self,
             lambda stream: self._run_query(
                 stream,
                 object,
@@ -1055,19 +1054,21 @@ class Bulk1:
 
 
 class QueryStream:
-    """Rows of a Bulk 1.0 query; iterable and a context manager that always ends the job.
+    """Rows of a Bulk query; iterable and a context manager that always ends the job.
+
+    Shared by :meth:`Bulk1.query` and :meth:`sfbulk.bulk2.Bulk2.query`. The job is created on
+    first iteration; leaving the ``with`` block (or :meth:`close`) before the last row aborts it.
 
     Attributes:
-        job: The query job once created (closed after the last row).
+        job: The query job once created (its final state after the last row).
         rows_read: Rows yielded so far.
-        batches_read: Result batches fully read so far.
+        batches_read: Result batches (1.0) or pages (2.0) fully read so far.
     """
 
-    def __init__(self, bulk: Bulk1, run: Callable[[QueryStream], Iterator[dict[str, Any]]]) -> None:
-        self.job: JobInfo | None = None
+    def __init__(self, run: Callable[[QueryStream], Iterator[dict[str, Any]]]) -> None:
+        self.job: Any = None
         self.rows_read = 0
         self.batches_read = 0
-        self._bulk = bulk
         self._run = run
         self._rows: Iterator[dict[str, Any]] | None = None
 

@@ -480,7 +480,7 @@ class Download:
 
     Attributes:
         body: Binary file positioned at 0; close it when done (``with download:``).
-        headers: The response headers.
+        headers: The response headers (case-insensitive names).
         status: The HTTP status.
         size: Body size in bytes.
     """
@@ -855,7 +855,7 @@ class SalesforceClient:
             buffer.seek(0)
             return Download(
                 body=buffer,  # type: ignore[arg-type]
-                headers=dict(response.headers),
+                headers=response.headers,
                 status=response.status_code,
                 size=size,
             )
