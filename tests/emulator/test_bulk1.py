@@ -11,6 +11,7 @@ import json
 import re
 import time
 import zipfile
+from datetime import datetime
 from xml.etree import ElementTree as ET
 
 import pytest
@@ -88,7 +89,8 @@ class Client:
         return _xml_fields(self.get(f"/job/{job_id}").content)
 
     def set_state(self, job_id: str, state: str) -> requests.Response:
-        return self.post(f"/job/{job_id}", f'<jobInfo xmlns="{NS}"><state>{state}</state></jobInfo>')
+        body = f'<jobInfo xmlns="{NS}"><state>{state}</state></jobInfo>'
+        return self.post(f"/job/{job_id}", body)
 
     def close(self, job_id: str) -> requests.Response:
         return self.set_state(job_id, "Closed")
@@ -643,3 +645,217 @@ def test_fault_injection(emulator_factory) -> None:
     stuck = client.add_batch(job_id, b"Name\nnever\n")
     time.sleep(0.2)
     assert client.batch(job_id, stuck)["state"] == "InProgress"
+
+
+# ----------------------------------------------------------------------------- query
+
+
+def _seed_accounts(client: Client, count: int) -> list[str]:
+    org = _org(client)
+    rows = [{"Name": f"Account {i:03d}", "NumberOfEmployees": str(i)} for i in range(count)]
+    results = org.write("Account", "insert", rows)
+    assert all(r.success for r in results)
+    return [r.id for r in results]
+
+
+def _query_batch(client: Client, soql: str, content_type: str = "CSV",
+                 operation: str = "query", obj: str = "Account", **headers) -> tuple[str, str]:
+    job_id = client.create_job(operation, obj, content_type, **headers)
+    http_type = {"CSV": "text/csv", "JSON": "application/json", "XML": "application/xml"}
+    return job_id, client.add_batch(job_id, soql, http_type[content_type])
+
+
+def test_csv_query_is_split_into_result_files(emulator_factory) -> None:
+    client = Client(emulator_factory(result_rows_per_file=2))
+    ids = _seed_accounts(client, 5)
+    job_id, batch_id = _query_batch(
+        client, "SELECT Id, Name, NumberOfEmployees FROM Account ORDER BY Name"
+    )
+    info = client.wait(job_id, batch_id)
+    assert (info["state"], info["numberRecordsProcessed"]) == ("Completed", "5")
+    listing = client.get(f"/job/{job_id}/batch/{batch_id}/result")
+    assert listing.headers["Content-Type"] == "application/xml"
+    result_ids = re.findall(r"<result>(752[0-9A-Za-z]{12})</result>", listing.text)
+    assert len(result_ids) == 3
+    assert listing.text == (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<result-list xmlns="{NS}">\n'
+        + "".join(f"<result>{rid}</result>\n" for rid in result_ids)
+        + "</result-list>"
+    )
+    pages = []
+    for rid in result_ids:
+        page = client.get(f"/job/{job_id}/batch/{batch_id}/result/{rid}")
+        assert page.headers["Content-Type"] == "text/csv; charset=UTF-8"
+        pages.append(page.text)
+    rows = [f'"{ids[i]}","Account {i:03d}","{i}"\n' for i in range(5)]
+    header = '"Id","Name","NumberOfEmployees"\n'
+    assert pages == [header + rows[0] + rows[1], header + rows[2] + rows[3], header + rows[4]]
+
+
+def test_empty_query_and_query_all(client: Client) -> None:
+    ids = _seed_accounts(client, 2)
+    delete = client.create_job("delete", "Account")
+    assert client.wait(delete, client.add_batch(delete, f"Id\n{ids[0]}\n".encode()))["state"] == (
+        "Completed"
+    )
+    job_id, batch_id = _query_batch(client, "SELECT Id FROM Account WHERE Name = 'none'")
+    assert client.wait(job_id, batch_id)["state"] == "Completed"
+    assert client.query_results(job_id, batch_id) == ["Records not found for this query"]
+    soql = "SELECT Id, IsDeleted FROM Account ORDER BY Id"
+    live_job, live = _query_batch(client, soql)
+    all_job, every = _query_batch(client, soql, operation="queryAll")
+    assert client.wait(live_job, live)["state"] == client.wait(all_job, every)["state"] == (
+        "Completed"
+    )
+    assert client.query_results(live_job, live) == [f'"Id","IsDeleted"\n"{ids[1]}","false"\n']
+    assert client.query_results(all_job, every) == [
+        f'"Id","IsDeleted"\n"{ids[0]}","true"\n"{ids[1]}","false"\n'
+    ]
+    # The SOQL is echoed as the batch request.
+    assert client.get(f"/job/{all_job}/batch/{every}/request").text == soql
+
+
+def test_query_values_are_formatted_like_bulk_csv(client: Client) -> None:
+    org = _org(client)
+    (account,) = org.write("Account", "insert", [{"Name": "Parent Co"}])
+    org.write("Type_Sample__c", "insert", [{
+        "Name": "typed", "Checkbox__c": "true", "Double__c": "912260031", "Currency__c": "12.5",
+        "Int__c": "7", "Date__c": "2024-02-29", "DateTime__c": "2024-02-29T10:11:12.345Z",
+        "Account__c": account.id,
+    }, {"Name": "empty"}])
+    job_id, batch_id = _query_batch(
+        client,
+        "SELECT Name, Checkbox__c, Double__c, Currency__c, Int__c, Date__c, DateTime__c, "
+        "Account__r.Name FROM Type_Sample__c ORDER BY Name DESC",
+        obj="Type_Sample__c",
+    )
+    assert client.wait(job_id, batch_id)["state"] == "Completed"
+    assert client.query_results(job_id, batch_id) == [
+        '"Name","Checkbox__c","Double__c","Currency__c","Int__c","Date__c","DateTime__c",'
+        '"Account__r.Name"\n'
+        '"typed","true","9.12260031E8","12.5","7","2024-02-29","2024-02-29T10:11:12.345Z",'
+        '"Parent Co"\n'
+        '"empty","false","","","","","",""\n'
+    ]
+
+
+def test_json_query_results(client: Client) -> None:
+    org = _org(client)
+    (account,) = org.write("Account", "insert", [{"Name": "Parent Co"}])
+    contacts = org.write("Contact", "insert", [
+        {"LastName": "Linked", "AccountId": account.id, "Email": None},
+        {"LastName": "Orphan"},
+    ])
+    job_id, batch_id = _query_batch(
+        client,
+        "SELECT Id, LastName, Account.Name, CreatedDate FROM Contact ORDER BY LastName",
+        "JSON", obj="Contact",
+    )
+    info = client.wait(job_id, batch_id)
+    assert info["state"] == "Completed"
+    listing = client.get(f"/job/{job_id}/batch/{batch_id}/result")
+    assert listing.headers["Content-Type"] == "application/json"
+    (result_id,) = listing.json()
+    assert re.fullmatch(r"752[0-9A-Za-z]{12}", result_id)
+    page = client.get(f"/job/{job_id}/batch/{batch_id}/result/{result_id}")
+    assert page.headers["Content-Type"] == "application/json"
+    created = _org(client).execute_sql(
+        'SELECT "CreatedDate" FROM "Contact" WHERE "Id" = ?', (contacts[0].id,)
+    )[0][0]
+    millis = round(datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp() * 1000)
+    assert page.json()[0] == {
+        "attributes": {
+            "type": "Contact", "url": f"/services/data/v62.0/sobjects/Contact/{contacts[0].id}"
+        },
+        "Id": contacts[0].id,
+        "LastName": "Linked",
+        "Account": {"attributes": {"type": "Account"}, "Name": "Parent Co"},
+        "CreatedDate": millis,
+    }
+    assert page.json()[1]["Account"] is None
+    # Jackson-style pretty printing, as recorded.
+    assert page.text.startswith('[ {\n  "attributes" : {\n    "type" : "Contact",\n')
+    assert "\n}, {\n" in page.text and page.text.endswith("\n} ]")
+
+
+def test_xml_query_results(client: Client) -> None:
+    ids = _seed_accounts(client, 2)
+    job_id, batch_id = _query_batch(client, "SELECT Name FROM Account ORDER BY Name", "XML")
+    assert client.wait(job_id, batch_id)["state"] == "Completed"
+    listing = client.get(f"/job/{job_id}/batch/{batch_id}/result")
+    (result_id,) = re.findall(r"<result>([^<]+)</result>", listing.text)
+    page = client.get(f"/job/{job_id}/batch/{batch_id}/result/{result_id}")
+    assert page.headers["Content-Type"] == "application/xml"
+    root = ET.fromstring(page.content)
+    assert _local(root.tag) == "queryResult"
+    records = [[(_local(c.tag), c.text) for c in record] for record in root]
+    assert records == [
+        [("type", "Account"), ("Id", None), ("Name", "Account 000")],
+        [("type", "Account"), ("Id", None), ("Name", "Account 001")],
+    ]
+    assert len(ids) == 2
+
+
+def test_query_errors_fail_the_batch(client: Client) -> None:
+    job_id, batch_id = _query_batch(client, "SELECT Id, BadField FROM Account")
+    info = client.wait(job_id, batch_id)
+    assert info["state"] == "Failed"
+    assert info["stateMessage"].startswith(
+        "InvalidBatch : Failed to process query: INVALID_FIELD: "
+    )
+    other_job, other = _query_batch(client, "SELECT Id FROM Contact")
+    info = client.wait(other_job, other)
+    assert info["stateMessage"].startswith(
+        "InvalidBatch : Failed to process query: INVALID_TYPE_FOR_OPERATION: "
+    )
+
+
+def test_pk_chunking_splits_the_query_by_id_ranges(client: Client) -> None:
+    ids = _seed_accounts(client, 25)
+    job_id, original = _query_batch(
+        client, "SELECT Id, Name FROM Account WHERE Name != 'x'",
+        **{"Sforce-Enable-PKChunking": "TRUE; chunkSize=10;"},
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        batches = client.batches(job_id)
+        if len(batches) == 4 and all(b["state"] in TERMINAL for b in batches):
+            break
+        assert time.monotonic() < deadline, batches
+        time.sleep(0.05)
+    assert batches[0]["id"] == original
+    assert [b["state"] for b in batches] == ["NotProcessed"] + ["Completed"] * 3
+    assert [b["numberRecordsProcessed"] for b in batches] == ["0", "10", "10", "5"]
+    seen = []
+    for batch in batches[1:]:
+        for page in client.query_results(job_id, batch["id"]):
+            seen.extend(line.split(",")[0].strip('"') for line in page.splitlines()[1:])
+    assert seen == ids
+    job = client.job(job_id)
+    assert (job["numberBatchesTotal"], job["numberBatchesCompleted"],
+            job["numberRecordsProcessed"]) == ("4", "3", "25")
+    # The recorded PK chunking batch list has the same element layout.
+    recorded = ET.fromstring((BULK1 / "doc_batchinfolist_pk_chunking.xml").read_bytes())
+    assert [_local(c.tag) for c in recorded[0]] == list(batches[0])
+
+
+def test_pk_chunking_edge_cases(client: Client) -> None:
+    _seed_accounts(client, 3)
+    too_big = client.post(
+        "/job", json.dumps({"operation": "query", "object": "Account", "contentType": "CSV"}),
+        "application/json", **{"Sforce-Enable-PKChunking": "chunkSize=250001"},
+    )
+    assert too_big.status_code == 400
+    assert too_big.json()["exceptionCode"] == "InvalidJob"
+    # ORDER BY effectively disables chunking: one ordinary batch.
+    job_id, batch_id = _query_batch(client, "SELECT Id FROM Account ORDER BY Name",
+                                    **{"Sforce-Enable-PKChunking": "true"})
+    assert client.wait(job_id, batch_id)["state"] == "Completed"
+    assert len(client.batches(job_id)) == 1
+    unsupported, batch_id = _query_batch(client, "SELECT Id FROM Group", obj="Group",
+                                         **{"Sforce-Enable-PKChunking": "true"})
+    info = client.wait(unsupported, batch_id)
+    assert (info["state"], info["stateMessage"]) == (
+        "Failed", "InvalidBatch : PK chunking is not supported for entity: Group"
+    )
