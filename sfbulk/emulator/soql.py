@@ -1099,10 +1099,10 @@ class _Compiler:
         whens: list[str] = []
         params: list[Any] = []
         for name in ref.reference_to:
-            target = self.catalog.get(name)
-            if target is not None and target.key_prefix:
+            pointed = self.catalog.get(name)
+            if pointed is not None and pointed.key_prefix:
                 whens.append("WHEN ? THEN ?")
-                params.extend([target.key_prefix, target.name])
+                params.extend([pointed.key_prefix, pointed.name])
         if not whens:
             return _Resolved("NULL", [], FieldDef("Type", "picklist"), ".".join([*header, "Type"]))
         sql = f"CASE substr({column}, 1, 3) {' '.join(whens)} END"
