@@ -45,8 +45,12 @@ __all__ = [
     "check_root_object",
     "compile_select",
     "compile_soql",
+    "format_utc",
     "is_pk_chunkable",
     "parse",
+    "relative_date_range",
+    "resolve_object",
+    "tokenize",
 ]
 
 # ----------------------------------------------------------------------------------------------
@@ -541,7 +545,6 @@ _BULK_CLAUSES = {
     "WITH": "WITH not supported in Bulk Query",
     "USING": "USING SCOPE not supported in Bulk Query",
 }
-_COMPARISON_OPS = {"=", "!=", "<", "<=", ">", ">="}
 
 
 class _Parser:
@@ -816,9 +819,9 @@ def parse(soql: str) -> Select:
 # Relative date literals
 # ----------------------------------------------------------------------------------------------
 
-# name -> (unit, first unit relative to the current one, number of units); ``n`` replaces None.
+# name -> (unit, first unit counted from the current one, number of units, sign applied to ``n``
+# for the first unit); a None offset or count is taken from the literal's ``n``.
 _RELATIVE_SPANS: dict[str, tuple[str, int | None, int | None, int]] = {
-    # name: (unit, start offset, span, sign of n in the offset)
     "TODAY": ("day", 0, 1, 0),
     "YESTERDAY": ("day", -1, 1, 0),
     "TOMORROW": ("day", 1, 1, 0),
