@@ -615,9 +615,7 @@ def parse_pk_chunking(header: str | None) -> PkChunking | None:
             result.parent = value
             enabled = True
         elif sep and key == "startrow" and value:
-            from sfbulk.ids import is_valid_id
-
-            if not is_valid_id(value):
+            if not re.fullmatch(r"[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?", value):
                 raise Bulk1Error("InvalidJob", f"Invalid value for startRow: {value}")
             result.start_row = value
             enabled = True

@@ -18,6 +18,15 @@ import pytest
 import requests
 
 from sfbulk.emulator.app import DAILY_BULK_API_BATCHES
+from sfbulk.emulator.bulk1 import (
+    Bulk1Error,
+    PkChunking,
+    chunk_query,
+    chunking_defeated,
+    java_double,
+    parse_pk_chunking,
+    split_csv,
+)
 from tests.conftest import FIXTURES, emulator_token
 
 BULK1 = FIXTURES / "salesforce" / "bulk1"
@@ -859,3 +868,56 @@ def test_pk_chunking_edge_cases(client: Client) -> None:
     assert (info["state"], info["stateMessage"]) == (
         "Failed", "InvalidBatch : PK chunking is not supported for entity: Group"
     )
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def test_pk_chunking_header_parsing() -> None:
+    assert parse_pk_chunking(None) is None
+    assert parse_pk_chunking("FALSE") is None
+    assert parse_pk_chunking("TRUE") == PkChunking(100_000, None, None)
+    assert parse_pk_chunking("chunkSize=100000;") == PkChunking(100_000, None, None)
+    assert parse_pk_chunking(" true; ChunkSize=50000; parent=Account ;") == PkChunking(
+        50_000, "Account", None
+    )
+    assert parse_pk_chunking("chunkSize=50000; startRow=00130000000xEftMGH") == PkChunking(
+        50_000, None, "00130000000xEftMGH"
+    )
+    with pytest.raises(Bulk1Error, match="chunkSize: 250001"):
+        parse_pk_chunking("chunkSize=250001")
+    with pytest.raises(Bulk1Error, match="option: size=3"):
+        parse_pk_chunking("true; size=3")
+
+
+def test_chunk_query_rewrites_the_where_clause() -> None:
+    assert chunk_query("SELECT Id FROM Account", "Id", "001A", "001B") == (
+        "SELECT Id FROM Account WHERE Id >= '001A' AND Id < '001B'"
+    )
+    assert chunk_query(
+        "SELECT Id FROM Account WHERE Name = 'a (b) where' OR Type = 'x' LIMIT 5",
+        "Id", "001A", None,
+    ) == (
+        "SELECT Id FROM Account WHERE Id >= '001A' AND (Name = 'a (b) where' OR Type = 'x') "
+        "LIMIT 5"
+    )
+    assert chunking_defeated("SELECT Id FROM Account ORDER BY Name")
+    assert chunking_defeated("SELECT Id FROM Contact WHERE AccountId = '001x'")
+    assert not chunking_defeated("SELECT Id FROM Contact WHERE Name = 'Sid'")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(912260031.0, "9.12260031E8"), (1e7, "1.0E7"), (9999999.0, "9999999.0"), (0.001, "0.001"),
+     (0.0001, "1.0E-4"), (-1.5e20, "-1.5E20"), (12.5, "12.5"), (0.0, "0.0"), (3.0, "3.0")],
+)
+def test_java_double(value: float, text: str) -> None:
+    assert java_double(value) == text
+
+
+def test_split_csv_reports_malformed_rows_and_skips_blank_lines() -> None:
+    assert split_csv('a,b\r\n"x, y",""\r\n\r\n"q""r",s\n') == [
+        ["a", "b"], ["x, y", ""], ['q"r', "s"]
+    ]
+    records = split_csv('a,b\n"x" ,y\n"ok","ok"\n')
+    assert isinstance(records[1], str) and records[2] == ["ok", "ok"]
