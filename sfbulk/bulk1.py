@@ -26,6 +26,7 @@ one costs few API calls. One ``GET …/batch`` call polls every batch of a job.
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import logging
@@ -35,7 +36,7 @@ import time
 import zipfile
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import IO, Any, NamedTuple
 from xml.sax.saxutils import escape
 
@@ -69,6 +70,7 @@ ZIP_REQUEST_FILE = "request.txt"
 _CHUNK = 256 * 1024
 _XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 _FILE_REF = re.compile(r"^#(.+)$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _local(tag: str) -> str:
@@ -393,7 +395,7 @@ def build_zip_batch(request: bytes, files: Mapping[str, bytes]) -> bytes:
 def _iso_from_millis(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return value
-    stamp = datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+    stamp = _EPOCH + timedelta(milliseconds=int(value))
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
@@ -845,7 +847,16 @@ class Bulk1:
         with self.client.download(
             "GET", f"/job/{job_id}/batch/{batch_id}/result/{result_id}", kind="bulk1"
         ) as page:
-            yield from iter_result_rows(page.body, content_type, datetime_fields=datetime_fields)
+            try:
+                yield from iter_result_rows(
+                    page.body, content_type, datetime_fields=datetime_fields
+                )
+            except (csv.Error, ValueError, safe_et.ParseError) as exc:
+                raise SalesforceError(
+                    f"result file {result_id} is not well-formed {content_type}: {exc}",
+                    job_id=job_id,
+                    batch_id=batch_id,
+                ) from exc
 
     def iter_query_result_bytes(
         self, job: JobInfo | str, batch_id: str, result_id: str
