@@ -378,3 +378,47 @@ def test_resolver_drives_the_batcher(recorded, global_body) -> None:
         "Jones,Tom,1940-06-07,boss@example.com,,\n"
         'Dury,,,,"fuzzy\nlogic",#N/A\n'
     )
+
+
+# -- against the emulator ---------------------------------------------------------------------
+
+
+def emulator_client(server):
+    from sfbulk.auth import SalesforceAuth
+    from sfbulk.http import SalesforceClient
+
+    settings = server.state.settings
+    auth = SalesforceAuth.from_config({
+        "login_url": server.url,
+        "client_id": settings.client_id,
+        "client_secret": settings.client_secret,
+        "username": settings.username,
+        "password": settings.password,
+        "security_token": settings.security_token,
+    })
+    return SalesforceClient(auth, "62.0")
+
+
+def test_describer_against_the_emulator(demo_emulator) -> None:
+    from sfbulk.schema import object_json_schema
+
+    client = emulator_client(demo_emulator)
+    describer = Describer(client)
+    names = ["Account", "Contact", "Lead", "Opportunity", "Case"]
+    before = client.api_calls
+    describes = describer.describe_many(names)
+    assert client.api_calls - before == 1
+    assert [describes[n]["name"] for n in names] == names
+    assert describer.describe("account") is describes["Account"]
+    assert client.api_calls - before == 1
+    assert describer.bulk_queryable("Account")
+    assert describer.pk_chunkable("Contact")
+    contact = describer.readable_fields("Contact")
+    assert "MailingAddress" in contact.excluded and "MailingCity" in contact.names
+    assert replication_key(describes["Account"]) == "SystemModstamp"
+    properties = object_json_schema(describes["Account"])["properties"]
+    assert properties["Id"]["type"] == "string"
+    assert properties["SystemModstamp"] == {"type": ["string", "null"], "format": "date-time"}
+    with pytest.raises(SalesforceError) as info:
+        describer.describe_many(["Account", "NoSuchObject__c"])
+    assert info.value.code == "NOT_FOUND"
