@@ -144,7 +144,7 @@ def field_exclusion_reason(field: Mapping[str, Any],
     field_type = field.get("type", "")
     if field_type in EXCLUDED_TYPES:
         return EXCLUDED_TYPES[field_type]
-    name = field.get("name")
+    name = str(field.get("name", ""))
     if parents and name in parents and field_type not in STRING_TYPES | _KINDS.keys():
         return (f"compound field of type {field_type!r} over {', '.join(parents[name])}: Bulk "
                 "queries reject it; its component fields are kept")
