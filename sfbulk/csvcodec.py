@@ -499,7 +499,6 @@ _STRING_KINDS_REJECTED = {
     "address": "a compound address field cannot be written; write its component fields",
     "location": "a compound location field cannot be written; write its Latitude and Longitude",
 }
-_warned_types: set[str] = set()
 
 
 def _describe_value(value: Any) -> str:
