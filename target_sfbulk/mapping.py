@@ -169,7 +169,13 @@ class FieldMapper:
         self._unwritable_reasons = writable_fields(describe, operation,
                                                    external_id_field).excluded
         self._columns: dict[str, Column] = {}
-        self.id_field = find_field(describe, "Id")
+        #: Binary (base64) columns seen: they travel in Bulk 1.0 ZIP batches.
+        self.binary_columns: set[str] = set()
+        flags = {"insert": ("createable",), "update": ("updateable",),
+                 "upsert": ("createable", "updateable")}.get(operation, ())
+        for described in describe.get("fields", ()):
+            if described.get("type") == "base64" and any(described.get(f) for f in flags):
+                self._writable.add(described["name"])
 
     # -- decisions -------------------------------------------------------------------------------
 
@@ -210,6 +216,8 @@ class FieldMapper:
             return self._unknown(key, f"{self.object}.{field_name} cannot be set by "
                                       f"{self.operation}: {reason}")
         self._columns[column.name] = column
+        if column.field_type == "base64" and "." not in column.name:
+            self.binary_columns.add(column.name)
         text = "." not in column.name and column.field_type in _TEXT_TYPES
         return _Field(column, text)
 
@@ -291,6 +299,10 @@ class FieldMapper:
             bucket[key] = decision.reason
 
     # -- per record ------------------------------------------------------------------------------
+
+    def field(self, name: str) -> dict[str, Any] | None:
+        """The object's describe field called ``name`` (any case)."""
+        return find_field(self.describe, name)
 
     def column(self, name: str) -> Column | None:
         """The batcher's resolver: canonical column names (from :meth:`prepare`) to columns."""

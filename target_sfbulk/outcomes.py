@@ -285,6 +285,23 @@ class ResultJoiner:
                 job_id=self.job_id)
         return [index[name] for name in self.header]
 
+    def add_records(self, kind: str, records: Iterable[Mapping[str, str]]) -> int:
+        """Take result rows given as dicts by header (as :class:`sfbulk.bulk2.IngestResults`
+        yields them)."""
+        taken = 0
+        header: list[str] | None = None
+        rows: list[list[str]] = []
+        for record in records:
+            if header is None:
+                header = list(record)
+            rows.append([record.get(name, "") for name in header])
+            if len(rows) >= 10_000:
+                taken += self.add_page(kind, [header, *rows])
+                rows = []
+        if header is not None and rows:
+            taken += self.add_page(kind, [header, *rows])
+        return taken
+
     def add_page(self, kind: str, page: Iterable[Sequence[str]]) -> int:
         """Take one result page (rows of cells, its header first).
 

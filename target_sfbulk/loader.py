@@ -1,0 +1,325 @@
+"""Load one group of prepared records as Bulk jobs and return every record's outcome.
+
+:meth:`Loader.load` is the unit a sink's ``process_batch`` waits on. Its steps:
+
+1. **Collapse keys.** For update, upsert, delete and hardDelete, rows that share a key (``Id``,
+   compared by its 18-character form, or the upsert key, compared as Salesforce compares it)
+   become one row: later values win field by field, which is what applying the rows one after
+   the other would leave, and the collapsed rows share the survivor's outcome. Two rows with one
+   key in one job could otherwise race (Bulk 1.0 batches run in parallel) and would make the
+   Bulk 2.0 results ambiguous. A row without its key is rejected.
+2. **Encode and batch.** Values are encoded by :mod:`sfbulk.csvcodec` by the target field's type
+   into batches within Salesforce's limits (Bulk 1.0: 10,000 rows and 10 MB per batch; Bulk 2.0:
+   about 100 MB per job, so a large group becomes several jobs). Records with binary fields go in
+   Bulk 1.0 ZIP batches. A record that cannot be encoded is rejected alone.
+3. **Run the job** and wait for it, holding one of the target's job slots
+   (``max_parallel_jobs``); Bulk 1.0 results are joined in order, Bulk 2.0 results through
+   :class:`~target_sfbulk.outcomes.ResultJoiner`.
+4. **Retry row locks.** Rows that failed with ``UNABLE_TO_LOCK_ROW`` are sent again, alone (a new
+   job holding only them; Serial on Bulk 1.0), up to ``lock_retry_attempts`` times.
+
+The return value has exactly one outcome per input row, or an exception is raised: a job whose
+results cannot be joined leaves outcomes unknown, and the caller must not let STATE pass it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sfbulk.bulk1 import Bulk1, IngestOutcome, RowResult
+from sfbulk.bulk2 import MAX_UPLOAD_BYTES, Bulk2
+from sfbulk.csvcodec import CsvBatcher, RejectedRecord, iter_csv_rows
+from sfbulk.errors import SalesforceError
+from target_sfbulk.mapping import FieldMapper
+from target_sfbulk.outcomes import (
+    FAILED,
+    REJECTED,
+    SUCCESS,
+    UNPROCESSED,
+    Outcome,
+    ResultJoiner,
+    join_in_order,
+    parse_error_cell,
+)
+from target_sfbulk.payloads import Payload, StructuredBatcher, ZipBatcher, as_payload
+
+logger = logging.getLogger(__name__)
+
+LOCK_ERROR = "UNABLE_TO_LOCK_ROW"
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """How jobs are run (from the target's settings)."""
+
+    bulk_api: str = "2.0"
+    content_type: str = "CSV"
+    concurrency_mode: str = "Parallel"
+    lock_retry_attempts: int = 3
+    lock_retry_wait: float = 2.0
+    tz: dt.tzinfo | None = None
+    binary_root: Path | None = None
+    job_timeout: float | None = None
+    max_batch_rows: int = 10_000
+    max_batch_bytes: int = 10_000_000
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+
+
+@dataclass
+class JobReport:
+    """What one :meth:`Loader.load` did, for logs and counters."""
+
+    jobs: list[str]
+    collapsed: int = 0
+    lock_retried: int = 0
+
+
+class Loader:
+    """Runs ingest jobs for sinks; shared by all sinks of a run (thread-safe).
+
+    Args:
+        bulk1: The Bulk 1.0 client.
+        bulk2: The Bulk 2.0 client.
+        settings: See :class:`LoadSettings`.
+        job_slots: Bounds how many jobs run at once across all sinks.
+    """
+
+    def __init__(self, bulk1: Bulk1, bulk2: Bulk2, settings: LoadSettings,
+                 job_slots: threading.BoundedSemaphore | None = None) -> None:
+        self.bulk1 = bulk1
+        self.bulk2 = bulk2
+        self.settings = settings
+        self._slots = job_slots or threading.BoundedSemaphore(4)
+        self._sleep: Callable[[float], None] = time.sleep
+
+    # -- entry point -----------------------------------------------------------------------------
+
+    def load(self, mapper: FieldMapper, operation: str, rows: Sequence[Mapping[str, Any]],
+             external_id_field: str | None = None) -> tuple[list[Outcome], JobReport]:
+        """Load ``rows`` (canonical columns, as :meth:`FieldMapper.prepare` gives them).
+
+        Returns:
+            One :class:`Outcome` per row, in order, and a :class:`JobReport`.
+        """
+        report = JobReport(jobs=[])
+        outcomes: list[Outcome | None] = [None] * len(rows)
+        key_column = external_id_field if operation == "upsert" else (
+            "Id" if operation in ("update", "delete", "hardDelete") else None)
+        survivors, owner = self._collapse(mapper, rows, key_column, outcomes)
+        report.collapsed = len(rows) - len(survivors) - sum(o is not None for o in outcomes)
+        survivor_outcomes = self._run(mapper, operation, external_id_field, key_column, survivors,
+                                      report)
+        for index, survivor in owner.items():
+            outcomes[index] = survivor_outcomes[survivor]
+        missing = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        if missing:  # pragma: no cover - a bug, never a Salesforce condition
+            raise RuntimeError(f"{mapper.object}: {len(missing)} records were left without an "
+                               "outcome")
+        return [o for o in outcomes if o is not None], report
+
+    def _collapse(self, mapper: FieldMapper, rows: Sequence[Mapping[str, Any]],
+                  key_column: str | None, outcomes: list[Outcome | None],
+                  ) -> tuple[list[dict[str, Any]], dict[int, int]]:
+        """Merge rows sharing a key; reject rows without one. Returns survivors and, for each
+        input row that is loaded, the index of the survivor that carries it."""
+        survivors: list[dict[str, Any]] = []
+        owner: dict[int, int] = {}
+        if key_column is None:
+            for index, row in enumerate(rows):
+                owner[index] = len(survivors)
+                survivors.append(dict(row))
+            return survivors, owner
+        normalise = mapper.key_normaliser(key_column)
+        by_key: dict[Any, int] = {}
+        for index, row in enumerate(rows):
+            value = row.get(key_column)
+            if value is None or value == "":
+                outcomes[index] = Outcome(
+                    REJECTED, code="MISSING_KEY",
+                    message=f"{mapper.operation if key_column != 'Id' else 'this operation'} "
+                            f"needs {mapper.object}.{key_column}, and the record has no value")
+                continue
+            key = normalise(value)
+            survivor = by_key.get(key)
+            if survivor is None:
+                by_key[key] = survivor = len(survivors)
+                survivors.append(dict(row))
+            else:
+                survivors[survivor].update(row)
+            owner[index] = survivor
+        return survivors, owner
+
+    # -- jobs ------------------------------------------------------------------------------------
+
+    def _run(self, mapper: FieldMapper, operation: str, external_id_field: str | None,
+             key_column: str | None, rows: list[dict[str, Any]],
+             report: JobReport) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(rows)
+        pending = list(range(len(rows)))
+        attempt = 0
+        serial = self.settings.concurrency_mode == "Serial"
+        while pending:
+            results = self._send(mapper, operation, external_id_field, key_column,
+                                 [(i, rows[i]) for i in pending], serial, report)
+            retry: list[int] = []
+            for index, outcome in results.items():
+                if (outcome.status == FAILED and outcome.code == LOCK_ERROR
+                        and attempt < self.settings.lock_retry_attempts):
+                    retry.append(index)
+                else:
+                    outcomes[index] = outcome
+            if not retry:
+                break
+            attempt += 1
+            report.lock_retried += len(retry)
+            logger.info("%s: %d row(s) hit %s; sending them again alone (attempt %d of %d)",
+                        mapper.object, len(retry), LOCK_ERROR, attempt,
+                        self.settings.lock_retry_attempts)
+            self._sleep(self.settings.lock_retry_wait * attempt)
+            pending = sorted(retry)
+            serial = True
+        return [o for o in outcomes if o is not None]
+
+    def _batches(self, mapper: FieldMapper, items: list[tuple[int, dict[str, Any]]],
+                 binary: set[str], api: str) -> tuple[list[Payload], dict[int, Outcome]]:
+        """Encode rows into payloads; returns the payloads and the rows rejected on the way."""
+        rejected: dict[int, Outcome] = {}
+        payloads: list[Payload] = []
+        settings = self.settings
+        if binary:
+            zipper = ZipBatcher(mapper.column, binary, settings.content_type, tz=settings.tz,
+                                root=settings.binary_root)
+            produced: list[Any] = []
+            for index, row in items:
+                produced.extend(zipper.add(row, index))
+            produced.extend(zipper.flush())
+        else:
+            if api == "2.0":
+                batcher: Any = CsvBatcher(mapper.column, tz=settings.tz, max_rows=10**9,
+                                          max_bytes=settings.max_upload_bytes,
+                                          max_chars=settings.max_upload_bytes)
+            elif settings.content_type == "CSV":
+                batcher = CsvBatcher(mapper.column, tz=settings.tz,
+                                     max_rows=settings.max_batch_rows,
+                                     max_bytes=settings.max_batch_bytes,
+                                     max_chars=settings.max_batch_bytes)
+            else:
+                batcher = StructuredBatcher(mapper.column, settings.content_type, tz=settings.tz,
+                                            max_rows=settings.max_batch_rows,
+                                            max_bytes=settings.max_batch_bytes)
+            produced = []
+            for index, row in items:
+                result = batcher.add(row, index)
+                if result is not None:
+                    produced.append(result)
+            last = batcher.flush()
+            if last is not None:
+                produced.append(last)
+        for item in produced:
+            if isinstance(item, RejectedRecord):
+                field = f" ({item.field})" if item.field else ""
+                rejected[item.key] = Outcome(REJECTED, code="INVALID_VALUE",
+                                             message=f"{item.reason}{field}".strip())
+            elif isinstance(item, Payload):
+                payloads.append(item)
+            else:
+                payloads.append(as_payload(item))
+        return payloads, rejected
+
+    def _send(self, mapper: FieldMapper, operation: str, external_id_field: str | None,
+              key_column: str | None, items: list[tuple[int, dict[str, Any]]], serial: bool,
+              report: JobReport) -> dict[int, Outcome]:
+        binary = {c for _, row in items for c in row if c in mapper.binary_columns}
+        api = "1.0" if binary else self.settings.bulk_api
+        payloads, results = self._batches(mapper, items, binary, api)
+        if not payloads:
+            return results
+        if api == "1.0":
+            content_type = self.settings.content_type
+            if binary:
+                content_type = f"ZIP_{content_type}"
+            outcome = self._bulk1(mapper.object, operation, external_id_field, payloads,
+                                  content_type, "Serial" if serial else
+                                  self.settings.concurrency_mode)
+            report.jobs.append(outcome.job.id)
+            for payload, batch in zip(payloads, outcome.batches, strict=True):
+                info = batch.batch
+                if batch.results is None:
+                    status = UNPROCESSED if info.not_processed else FAILED
+                    code, message, fields = _batch_failure(info.state_message, info.state)
+                    for key in payload.keys:
+                        results[key] = Outcome(status, None, None, code, message, fields,
+                                               info.job_id or outcome.job.id, info.id)
+                    continue
+                joined = join_in_order(payload.rows,
+                                       [_from_row(r, outcome.job.id, info.id)
+                                        for r in batch.results],
+                                       job_id=outcome.job.id, batch_id=info.id)
+                results.update(zip(payload.keys, joined, strict=True))
+            return results
+        for payload in payloads:
+            results.update(self._bulk2(mapper, operation, external_id_field, key_column, payload,
+                                       report))
+        return results
+
+    def _bulk1(self, obj: str, operation: str, external_id_field: str | None,
+               payloads: list[Payload], content_type: str, mode: str) -> IngestOutcome:
+        with self._slots:
+            return self.bulk1.ingest(obj, operation, [p.data for p in payloads],
+                                     content_type=content_type,
+                                     external_id_field=external_id_field,
+                                     concurrency_mode=mode, timeout=self.settings.job_timeout)
+
+    def _bulk2(self, mapper: FieldMapper, operation: str, external_id_field: str | None,
+               key_column: str | None, payload: Payload, report: JobReport) -> dict[int, Outcome]:
+        rows = iter_csv_rows([payload.data])
+        header = next(rows)
+        types = {}
+        for name in header:
+            column = mapper.column(name)
+            types[name] = column.field_type if column is not None else "string"
+        fold = False
+        if key_column is not None and key_column != "Id":
+            described = mapper.field(key_column)
+            fold = not (described or {}).get("caseSensitive", False)
+        with self._slots:
+            results = self.bulk2.ingest(mapper.object, operation, payload.data,
+                                        external_id_field, timeout=self.settings.job_timeout)
+            job = results.job
+            report.jobs.append(job.id)
+            joiner = ResultJoiner(header, rows, types, key_column=key_column,
+                                  fold_key_case=fold, job_id=job.id)
+            if joiner.rows != payload.rows:
+                raise SalesforceError(f"{mapper.object}: the upload holds {joiner.rows} rows but "
+                                      f"{payload.rows} were batched", job_id=job.id)
+            joiner.add_records("successful", results.successful())
+            joiner.add_records("failed", results.failed())
+            joiner.add_records("unprocessed", results.unprocessed())
+        failed_job = None
+        if job.state != "JobComplete":
+            failed_job = f"job {job.state}: {job.error_message or 'no message'}"
+        outcomes = joiner.finish(unprocessed_message=failed_job)
+        return dict(zip(payload.keys, outcomes, strict=True))
+
+
+def _from_row(row: RowResult, job_id: str, batch_id: str) -> Outcome:
+    if row.success:
+        return Outcome(SUCCESS, row.id, row.created, job_id=job_id, batch_id=batch_id)
+    code, message, fields = parse_error_cell(row.error or "")
+    return Outcome(FAILED, row.id, None, code, message, fields, job_id, batch_id)
+
+
+def _batch_failure(message: str | None, state: str) -> tuple[str, str, tuple[str, ...]]:
+    """Code and message for every row of a batch that failed or was not processed as a whole."""
+    text = message or f"batch {state}"
+    code = text.split(":", 1)[0].strip() if ":" in text else state
+    if not code.replace("_", "").isalnum():
+        code = state
+    return code, text, ()

@@ -1,0 +1,265 @@
+"""One sink per stream: records become rows of one Salesforce object, loaded batch by batch.
+
+The sink's contract with the SDK is what makes STATE trustworthy: ``process_batch`` returns only
+when every record of the batch has a known outcome (loaded, failed, unprocessed or rejected), so
+the STATE the SDK writes after a full drain never claims a record whose fate is unknown.
+
+Per stream, decided once when the SCHEMA arrives (before any job): the object (the stream name,
+or ``streams.<name>.object``, matched without regard to case), the operation (``action``), the
+upsert key (validated against describe), and which declared fields load, are dropped, or stop
+the run (:class:`~target_sfbulk.mapping.FieldMapper`). Per record: the record is mapped to
+canonical columns when it arrives — a record that cannot be mapped fails alone, at once — and
+is kept with its prepared row until the batch drains.
+
+Records read from BATCH messages skip the SDK's validation and date parsing; so do RECORD
+messages here (the SDK's date parsing is turned off): every value reaches
+:mod:`sfbulk.csvcodec` as the JSON gave it and is checked there against the target field's type,
+so both paths load identically and a bad value fails only its record.
+
+A record whose ``_sdc_deleted_at`` is set is deleted (hardDelete when the ``hard_delete`` setting
+is on) by its ``Id``, after the batch's other rows are loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import Any
+
+from singer_sdk.sinks import BatchSink
+
+from sfbulk.errors import ConfigError
+from target_sfbulk.mapping import (
+    DELETE_OPERATIONS,
+    OPERATIONS,
+    FieldMapper,
+    Prepared,
+    RecordRejected,
+    choose_external_id,
+)
+from target_sfbulk.outcomes import REJECTED, Outcome
+
+if t.TYPE_CHECKING:
+    from singer_sdk.target_base import Target
+
+    from target_sfbulk.target import TargetSfBulk
+
+logger = logging.getLogger(__name__)
+
+#: Rough bytes of pending values after which a sink drains early, whatever its row count: keeps
+#: memory bounded for wide records and every Bulk 2.0 job well under its 100 MB upload limit.
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+
+
+class SalesforceSink(BatchSink):
+    """Loads one stream into one Salesforce object."""
+
+    #: Records per SDK batch: one Bulk job (Bulk 1.0: one batch of the 10,000-row maximum).
+    #: ``batch_size_rows`` overrides it (the SDK reads it through ``max_size``).
+    MAX_SIZE_DEFAULT = 10_000
+
+    def __init__(self, target: Target, stream_name: str, schema: dict,
+                 key_properties: Sequence[str] | None) -> None:
+        self._sf_target = t.cast("TargetSfBulk", target)
+        super().__init__(target, stream_name, schema, key_properties)
+        self._pending_bytes = 0
+        self._warned_versions = False
+        self.object_name = stream_name
+        self.references: set[str] = set()
+
+    # -- SDK hooks that do not fit -----------------------------------------------------------------
+
+    @cached_property
+    def validate_schema(self) -> bool:
+        """JSON-schema validation is off unless ``validate_records`` is set: every value is
+        checked against the Salesforce field it loads into, and a bad one fails only its record
+        (the SDK's validator would stop the run); it is also most of the SDK's per-record cost."""
+        return bool(self.config.get("validate_records", False))
+
+    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: t.Any) -> None:
+        """Leave date strings as they are: the encoder parses them by the target field's type,
+        with the ``timezone`` setting for values without an offset, and rejects bad ones per
+        record (the SDK would stop the run, and BATCH records never get this parsing)."""
+
+    def _remove_sdc_metadata_from_record(self, record: dict) -> None:
+        """Drop Singer metadata but keep ``_sdc_deleted_at``: it decides whether to delete."""
+        for key in ("_sdc_extracted_at", "_sdc_received_at", "_sdc_batched_at", "_sdc_sequence",
+                    "_sdc_table_version", "_sdc_sync_started_at"):
+            record.pop(key, None)
+
+    @property
+    def is_full(self) -> bool:
+        return super().is_full or self._pending_bytes >= MAX_PENDING_BYTES
+
+    # -- setup: everything that can stop the run happens here, before any job --------------------
+
+    def setup(self) -> None:
+        """Resolve the object, operation and upsert key, and check the SCHEMA's fields."""
+        super().setup()
+        target = self._sf_target
+        describer, self.loader = target.salesforce()
+        overrides = self._overrides()
+        wanted = overrides.get("object") or self.stream_name
+        entry = describer.global_entry(wanted)
+        if entry is None:
+            hint = "" if overrides.get("object") else \
+                f" (set streams.{self.stream_name}.object to the object's API name)"
+            raise ConfigError(f"stream {self.stream_name}: the org has no object {wanted!r}{hint}")
+        self.object_name = entry["name"]
+        describe = describer.describe(self.object_name)
+        operation = overrides.get("action") or self.config.get("action") or "insert"
+        if operation not in OPERATIONS:
+            raise ConfigError(f"stream {self.stream_name}: action must be one of "
+                              f"{', '.join(OPERATIONS)}")
+        self.operation = operation
+        renames = overrides.get("field_renames") or {}
+        self.external_id_field: str | None = None
+        if operation == "upsert":
+            self.external_id_field = choose_external_id(
+                self.stream_name, describe,
+                overrides.get("external_id_field") or self.config.get("external_id_field"),
+                self.key_properties, renames)
+        self.mapper = FieldMapper(
+            self.stream_name, describe, operation, describer.parent_describe,
+            external_id_field=self.external_id_field, renames=renames,
+            exclude=overrides.get("exclude_fields") or (),
+            unknown_fields=str(self.config.get("unknown_fields") or "reject"),
+            null_handling=str(self.config.get("null_handling") or "clear"),
+        )
+        report = self.mapper.check_schema(self.schema.get("properties") or {})
+        self.references = self._referenced_objects(describe, report.loaded.values())
+        self.delete_operation = "hardDelete" if self.config.get("hard_delete") else "delete"
+        self.logger.info(
+            "Stream %s → %s (%s%s): %d field(s) loaded%s", self.stream_name, self.object_name,
+            operation, f" by {self.external_id_field}" if self.external_id_field else "",
+            len(report.loaded),
+            f", {len(report.excluded)} excluded" if report.excluded else "")
+
+    def _overrides(self) -> Mapping[str, Any]:
+        streams = self.config.get("streams") or {}
+        if self.stream_name in streams:
+            return streams[self.stream_name] or {}
+        folded = self.stream_name.lower()
+        for name, value in streams.items():
+            if name.lower() == folded:
+                return value or {}
+        return {}
+
+    @staticmethod
+    def _referenced_objects(describe: Mapping[str, Any], columns: t.Iterable[str]) -> set[str]:
+        """Objects the loaded columns point at: lookups by Id and relationship columns."""
+        fields = {f["name"]: f for f in describe.get("fields", ())}
+        by_relationship = {(f.get("relationshipName") or "").lower(): f
+                           for f in describe.get("fields", ()) if f.get("type") == "reference"}
+        out: set[str] = set()
+        for column in columns:
+            if "." in column:
+                prefix, _, path = column.rpartition(":")
+                if prefix:
+                    out.add(prefix)
+                    continue
+                reference = by_relationship.get(path.partition(".")[0].lower())
+            else:
+                reference = fields.get(column)
+            if reference is not None and reference.get("type") == "reference":
+                out.update(reference.get("referenceTo") or ())
+        return out
+
+    # -- records -----------------------------------------------------------------------------------
+
+    def process_record(self, record: dict, context: dict) -> None:
+        """Map the record now; keep it with its row until the batch drains."""
+        self._sf_target.tally.received(self.stream_name)
+        prepared = self._prepare(record)
+        if prepared is None:
+            return
+        context.setdefault("rows", []).append((record, prepared))
+        size = 0
+        for value in prepared.values.values():
+            size += len(value) if isinstance(value, str) else 8
+        self._pending_bytes += size
+
+    def _prepare(self, record: Mapping[str, Any]) -> Prepared | None:
+        try:
+            prepared = self.mapper.prepare(record)
+            if prepared.deleted and self.operation not in DELETE_OPERATIONS:
+                prepared = self._as_delete(record)
+        except RecordRejected as exc:
+            self._sf_target.tally.record(
+                self.stream_name, self.object_name, self.operation,
+                Outcome(REJECTED, code=exc.code, message=exc.reason,
+                        fields=(exc.field,) if exc.field else ()), record)
+            return None
+        return prepared
+
+    def _as_delete(self, record: Mapping[str, Any]) -> Prepared:
+        """A source delete (``_sdc_deleted_at``) in a stream that otherwise writes: its Id."""
+        renames = {k.lower(): v for k, v in (self._overrides().get("field_renames") or {}).items()}
+        for key, value in record.items():
+            if renames.get(key.lower(), key).lower() == "id" and value:
+                return Prepared({"Id": value}, deleted=True)
+        raise RecordRejected(f"the record is marked deleted (_sdc_deleted_at) but has no Id, "
+                             f"which {self.delete_operation} needs", "Id", "MISSING_KEY")
+
+    def process_batch(self, context: dict) -> None:
+        """Load the batch and wait for every record's outcome before returning."""
+        target = self._sf_target
+        target.drain_parents(self)
+        rows: list[tuple[Mapping[str, Any], Prepared]] = context.get("rows") or []
+        if "records" in context:  # a BATCH message: records arrive here unmapped
+            target.tally.received(self.stream_name, len(context["records"]))
+            for record in context["records"]:
+                if self.include_sdc_metadata_properties is False:
+                    self._remove_sdc_metadata_from_record(record)
+                prepared = self._prepare(record)
+                if prepared is not None:
+                    rows.append((record, prepared))
+        self._pending_bytes = 0
+        if not rows:
+            return
+        groups: dict[str, list[int]] = {}
+        for index, (_, prepared) in enumerate(rows):
+            operation = self.delete_operation if (prepared.deleted and self.operation
+                                                  not in DELETE_OPERATIONS) else self.operation
+            groups.setdefault(operation, []).append(index)
+        # Writes first, then source deletes: a record written and deleted in one batch ends deleted.
+        for operation in sorted(groups, key=lambda op: op in DELETE_OPERATIONS):
+            indexes = groups[operation]
+            external_id = self.external_id_field if operation == "upsert" else None
+            outcomes, report = self.loader.load(
+                self.mapper, operation, [rows[i][1].values for i in indexes], external_id)
+            for index, outcome in zip(indexes, outcomes, strict=True):
+                target.tally.record(self.stream_name, self.object_name, operation, outcome,
+                                    rows[index][0])
+            if report.collapsed:
+                target.tally.collapsed(self.stream_name, report.collapsed)
+                self.tally_duplicate_merged(report.collapsed)
+            if report.lock_retried:
+                target.tally.lock_retried(self.stream_name, report.lock_retried)
+            ok = sum(1 for o in outcomes if o.ok)
+            self.logger.info(
+                "Stream %s → %s %s: %d record(s), %d loaded, %d not loaded%s (jobs %s)",
+                self.stream_name, self.object_name, operation, len(indexes), ok,
+                len(indexes) - ok,
+                f", {report.collapsed} duplicate key(s) collapsed" if report.collapsed else "",
+                ", ".join(report.jobs) or "none")
+        target.tally.flush()
+
+    def process_batch_files(self, encoding: t.Any, files: Sequence[str]) -> None:
+        """BATCH messages: load parents' pending records first, then the files."""
+        self._sf_target.drain_parents(self)
+        super().process_batch_files(encoding, files)
+
+    def activate_version(self, new_version: int) -> None:
+        """Refuse ACTIVATE_VERSION clearly: Salesforce objects have no table versions, and
+        deleting every row missing from a full-table sync is not something a load should do
+        implicitly. The records themselves are loaded as usual."""
+        if not self._warned_versions:
+            self._warned_versions = True
+            self.logger.warning(
+                "ACTIVATE_VERSION %s for stream %s ignored: Salesforce objects have no versions, "
+                "so records missing from this sync are not deleted from %s (send them with "
+                "_sdc_deleted_at to delete them)", new_version, self.stream_name,
+                self.object_name)
