@@ -801,42 +801,50 @@ class Org:
     def insert_raw(self, object_name: str, rows: Sequence[dict[str, Any]]) -> list[str]:
         """Insert already-valid stored values directly, bypassing per-record checks.
 
-        For seeding large demo orgs: system fields, ids, defaults and auto numbers are still
-        filled in, but values are neither parsed nor validated. Returns the new ids in order.
+        For seeding large demo orgs: ids, system fields (unless given), defaults, auto numbers
+        and derived fields are still filled in, but values are neither parsed nor validated,
+        so they must already be in storage form. Returns the new ids in order.
         """
         if not rows:
             return []
         obj = self._object(object_name)
         with self._lock:
             now = self.now()
+            keys: dict[str, None] = {}
+            for row in rows:
+                keys.update(dict.fromkeys(row))
+            columns = self._insert_columns(obj, set(keys))
+            position = {name: i for i, name in enumerate(columns.names)}
+            template: list[Any] = [None] * len(columns.names)
+            for name, value in {**columns.defaults, **self._system_values(obj, now)}.items():
+                template[position[name]] = value
             missing_ids = sum(1 for row in rows if not row.get("Id"))
-            ids = iter(
-                [
-                    make_id(obj.key_prefix, n)
-                    for n in self._next_numbers(obj.key_prefix, missing_ids)
-                ]
+            fresh = iter(
+                _fast_ids(obj.key_prefix, self._next_numbers(obj.key_prefix, missing_ids))
                 if missing_ids and obj.key_prefix
                 else []
             )
-            columns = self._insert_columns(obj, {key for row in rows for key in row})
+            autos = [
+                (position[f.name], self._auto_numbers(obj, f, len(rows)))
+                for f in obj.fields.values()
+                if f.auto_number and f.name in position and f.name not in columns.given
+            ]
+            derive = self._list_deriver(obj, position)
+            id_pos = position["Id"]
             records = []
             out_ids = []
-            autos = {
-                f.name: iter(self._auto_numbers(obj, f, len(rows)))
-                for f in obj.fields.values()
-                if f.auto_number and f.name not in columns.given
-            }
-            for row in rows:
-                record = dict(columns.defaults)
-                record.update(self._system_values(obj, now))
-                record.update(row)
-                if not record.get("Id"):
-                    record["Id"] = next(ids)
-                for name, numbers in autos.items():
-                    record[name] = next(numbers)
-                self._derive(obj, record, None)
-                out_ids.append(record["Id"])
-                records.append(tuple(record.get(c) for c in columns.names))
+            for n, row in enumerate(rows):
+                record = template.copy()
+                for key, value in row.items():
+                    record[position[key]] = value
+                if not record[id_pos]:
+                    record[id_pos] = next(fresh)
+                for pos, numbers in autos:
+                    record[pos] = numbers[n]
+                if derive is not None:
+                    derive(record)
+                out_ids.append(record[id_pos])
+                records.append(record)
             self._conn.execute("BEGIN")
             try:
                 self._conn.executemany(columns.sql, records)
@@ -950,14 +958,19 @@ class Org:
         """Run a SOQL query (compiled by :mod:`sfbulk.emulator.soql`) and stream its rows.
 
         ``expected_object`` is the object a Bulk job was created for: a query on another
-        object fails as Salesforce fails it. Raises ``soql.SoqlError``.
+        object fails as Salesforce fails it. Relative date literals use the org's clock.
+        Raises ``soql.SoqlError``.
         """
-        from sfbulk.emulator import soql
+        from sfbulk.emulator import soql as engine
 
-        select = soql.parse(soql)
-        if expected_object is not None:
-            soql.check_root_object(select, expected_object)
-        compiled = soql.compile_select(select, self.catalog, include_deleted)
+        select = engine.parse(soql)
+        compiled = engine.compile_select(
+            select,
+            self.catalog,
+            include_deleted,
+            expected_object=expected_object,
+            now=self.clock(),
+        )
         sql, params, columns, field_types = compiled
         with self._lock:
             cursor = self._conn.cursor()
@@ -1546,12 +1559,7 @@ class Org:
             for f in obj.fields.values()
             if f.auto_number and f.name in position
         ]
-        person_name = self._needs_derive(obj) and "FirstName" in position and "Name" in position
-        first_pos = position.get("FirstName", 0)
-        last_pos = position.get("LastName", 0)
-        name_pos = position.get("Name", 0)
-        body_pos = position.get("Body") if "BodyLength" in position else None
-        length_pos = position.get("BodyLength", 0)
+        derive = self._list_deriver(obj, position)
         id_pos = position["Id"]
         records = []
         for n, (w, new_id) in enumerate(zip(creates, ids, strict=True)):
@@ -1562,16 +1570,36 @@ class Org:
             record[id_pos] = new_id
             for pos, numbers in autos:
                 record[pos] = numbers[n]
-            if person_name:
-                first, last = record[first_pos], record[last_pos]
-                record[name_pos] = f"{first} {last}" if first and last else (first or last)
-            if body_pos is not None:
-                body = record[body_pos]
-                record[length_pos] = len(body) if body is not None else None
+            if derive is not None:
+                derive(record)
             w.record_id = new_id
             w.created = True
             records.append(record)
         self._conn.executemany(columns.sql, records)
+
+    def _list_deriver(
+        self, obj: SObjectDef, position: dict[str, int]
+    ) -> Callable[[list[Any]], None] | None:
+        """A function filling derived columns (person Name, BodyLength) of a row list in place."""
+        person = self._needs_derive(obj) and "LastName" in position and "Name" in position
+        body_pos = position.get("Body") if "BodyLength" in position else None
+        if not person and body_pos is None:
+            return None
+        first_pos = position.get("FirstName", -1)
+        last_pos = position.get("LastName", 0)
+        name_pos = position.get("Name", 0)
+        length_pos = position.get("BodyLength", 0)
+
+        def derive(record: list[Any]) -> None:
+            if person:
+                first = record[first_pos] if first_pos >= 0 else None
+                last = record[last_pos]
+                record[name_pos] = f"{first} {last}" if first and last else (first or last)
+            if body_pos is not None:
+                body = record[body_pos]
+                record[length_pos] = len(body) if body is not None else None
+
+        return derive
 
     @staticmethod
     def _needs_derive(obj: SObjectDef) -> bool:
