@@ -664,15 +664,21 @@ class SalesforceClient:
                     path=urlsplit(path).path,
                 )
             return path
+        return instance + self.path_for(kind, path)
+
+    def path_for(self, kind: str, path: str) -> str:
+        """The server path for a call kind: ``/job`` is ``/services/async/62.0/job`` in 1.0."""
+        if path.startswith(("https://", "http://")):
+            return urlsplit(path).path
         if not path.startswith("/"):
             path = "/" + path
         if path.startswith("/services/"):
-            return instance + path
+            return path
         if kind == "bulk1":
-            return f"{instance}/services/async/{self.api_version}{path}"
+            return f"/services/async/{self.api_version}{path}"
         if kind == "bulk2":
-            return f"{instance}/services/data/v{self.api_version}/jobs{path}"
-        return f"{instance}/services/data/v{self.api_version}{path}"
+            return f"/services/data/v{self.api_version}/jobs{path}"
+        return f"/services/data/v{self.api_version}{path}"
 
     def request(
         self,
@@ -728,7 +734,7 @@ class SalesforceClient:
             req_headers.setdefault("Content-Type", "application/json")
         if isinstance(body, str):
             body = body.encode("utf-8")
-        display_path = urlsplit(path).path if "://" in path else path.split("?", 1)[0]
+        display_path = self.path_for(kind, path).split("?", 1)[0]
         path_job, path_batch = ids_from_path(display_path)
         context = {
             "method": method,

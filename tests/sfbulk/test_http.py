@@ -399,7 +399,7 @@ def test_retries_are_bounded_in_count(stub: StubServer, issuer: TokenIssuer) -> 
     assert err.attempts == 3
     assert len(stub.hits("GET", r"/services/async/62\.0/job/.*")) == 3
     assert err.method == "GET"
-    assert err.path == "/job/750000000000001AAA/batch/751000000000001AAA"
+    assert err.path == "/services/async/62.0/job/750000000000001AAA/batch/751000000000001AAA"
     assert err.job_id == "750000000000001AAA"
     assert err.batch_id == "751000000000001AAA"
     assert isinstance(err.last_error, SalesforceError)
