@@ -1092,6 +1092,9 @@ def java_double(value: float) -> str:
 
 
 def _double_cell(value: Any) -> str:
+    # SQLite keeps whole numbers of NUMERIC columns as integers: the common, fast case.
+    if type(value) is int and -10_000_000 < value < 10_000_000:
+        return f"{value}.0"
     if isinstance(value, str):
         try:
             value = float(value)
@@ -1105,7 +1108,7 @@ def _boolean_cell(value: Any) -> str:
 
 
 def _int_cell(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
+    if type(value) is float and value.is_integer():
         return int(value)
     return value
 
@@ -1148,15 +1151,13 @@ def spool_csv_rows(cursor: Iterable[Sequence[Any]], columns: Sequence[str],
         if not chunk:
             break
         if converters:
-            converted = []
-            for row in chunk:
-                row = list(row)
-                for index, convert in converters:
-                    value = row[index]
-                    if value is not None:
-                        row[index] = convert(value)
-                converted.append(row)
-            chunk = converted
+            # Convert column-wise: one comprehension per converted column, then back to rows.
+            columns_data = list(zip(*chunk, strict=True))
+            for index, convert in converters:
+                columns_data[index] = [
+                    None if value is None else convert(value) for value in columns_data[index]
+                ]
+            chunk = list(zip(*columns_data, strict=True))
         writer.writerows(chunk)
         result.extend_text(lines)
         lines.clear()

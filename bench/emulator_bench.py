@@ -1,0 +1,203 @@
+"""Throughput of the emulator's Bulk APIs over real HTTP: records/s served and ingested.
+
+Run: ``.venv/bin/python bench/emulator_bench.py [--records 1000000] [--ingest-batches 10]``.
+
+Starts an emulator in this process on a free loopback port, seeds ``--records`` Accounts
+directly into the store, then measures:
+
+- Bulk 1.0 query: create a CSV query job, add the SOQL batch, wait for it, download every result
+  file; records/s = rows / (batch added -> last byte downloaded). Goal: >= 200,000/s.
+- Bulk 1.0 ingest: ``--ingest-batches`` CSV batches of 10,000 Contacts in one Parallel job;
+  records/s = rows / (first batch posted -> last batch Completed). Goal: >= 50,000/s.
+
+Prints one line per measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+
+import requests
+
+from sfbulk.emulator.app import EmulatorSettings, EmulatorState
+from sfbulk.emulator.server import run_in_thread
+from sfbulk.emulator.store import Org
+
+NS = "http://www.force.com/2009/06/asyncapi/dataload"
+SEED_CHUNK = 50_000
+INGEST_ROWS = 10_000
+
+
+def seed_accounts(org: Org, count: int) -> float:
+    """Insert ``count`` Accounts in storage form; returns the seconds it took."""
+    started = time.perf_counter()
+    for start in range(0, count, SEED_CHUNK):
+        org.insert_raw(
+            "Account",
+            [
+                {
+                    "Name": f"Account {n:07d}",
+                    "AccountNumber": f"AN-{n:07d}",
+                    "Industry": ("Energy", "Banking", "Retail")[n % 3],
+                    "NumberOfEmployees": n % 5000,
+                    "AnnualRevenue": float(n * 10),
+                    "BillingCity": "San Francisco",
+                }
+                for n in range(start, min(count, start + SEED_CHUNK))
+            ],
+        )
+    return time.perf_counter() - started
+
+
+def login(url: str, settings: EmulatorSettings) -> str:
+    response = requests.post(
+        f"{url}/services/oauth2/token",
+        data={
+            "grant_type": "password",
+            "client_id": settings.client_id,
+            "client_secret": settings.client_secret,
+            "username": settings.username,
+            "password": settings.password + settings.security_token,
+        },
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json()["access_token"]
+
+
+class Bulk1:
+    """The few Bulk 1.0 calls the benchmark needs (JSON job creation, XML answers)."""
+
+    def __init__(self, url: str, token: str, version: str = "62.0") -> None:
+        self.base = f"{url}/services/async/{version}"
+        self.session = requests.Session()
+        self.session.headers["X-SFDC-Session"] = token
+
+    def create_job(self, operation: str, obj: str, **extra: str) -> str:
+        response = self.session.post(
+            f"{self.base}/job",
+            json={"operation": operation, "object": obj, "contentType": "CSV", **extra},
+            timeout=60,
+        )
+        response.raise_for_status()
+        return response.json()["id"]
+
+    def add_batch(self, job_id: str, body: bytes | str) -> str:
+        response = self.session.post(
+            f"{self.base}/job/{job_id}/batch", data=body,
+            headers={"Content-Type": "text/csv"}, timeout=120,
+        )
+        response.raise_for_status()
+        return re.search(r"<id>([^<]+)</id>", response.text).group(1)
+
+    def wait(self, job_id: str, batch_id: str, interval: float = 0.05) -> dict[str, str]:
+        while True:
+            text = self.session.get(f"{self.base}/job/{job_id}/batch/{batch_id}",
+                                    timeout=60).text
+            fields = dict(re.findall(r"<(\w+)>([^<]*)</\1>", text))
+            if fields["state"] in ("Completed", "Failed", "NotProcessed"):
+                return fields
+            time.sleep(interval)
+
+    def result_ids(self, job_id: str, batch_id: str) -> list[str]:
+        text = self.session.get(f"{self.base}/job/{job_id}/batch/{batch_id}/result",
+                                timeout=60).text
+        return re.findall(r"<result>([^<]+)</result>", text)
+
+    def download(self, job_id: str, batch_id: str, result_id: str) -> tuple[int, int]:
+        """Stream one result file; returns (bytes, data rows)."""
+        size = lines = 0
+        with self.session.get(
+            f"{self.base}/job/{job_id}/batch/{batch_id}/result/{result_id}",
+            stream=True, timeout=600, headers={"Accept-Encoding": "identity"},
+        ) as response:
+            response.raise_for_status()
+            for chunk in response.iter_content(chunk_size=1 << 20):
+                size += len(chunk)
+                lines += chunk.count(b"\n")
+        return size, lines - 1  # every file starts with its header row
+
+
+def bench_bulk1_query(client: Bulk1, records: int) -> None:
+    job_id = client.create_job("query", "Account")
+    started = time.perf_counter()
+    batch_id = client.add_batch(
+        job_id,
+        "SELECT Id, Name, AccountNumber, Industry, NumberOfEmployees, AnnualRevenue, "
+        "BillingCity, IsDeleted, CreatedDate, SystemModstamp FROM Account",
+    )
+    info = client.wait(job_id, batch_id)
+    processed = time.perf_counter()
+    if info["state"] != "Completed":
+        raise SystemExit(f"query batch {batch_id} of job {job_id}: {info}")
+    total_bytes = total_rows = 0
+    result_ids = client.result_ids(job_id, batch_id)
+    for result_id in result_ids:
+        size, rows = client.download(job_id, batch_id, result_id)
+        total_bytes += size
+        total_rows += rows
+    finished = time.perf_counter()
+    if total_rows != records:
+        raise SystemExit(f"downloaded {total_rows} rows, expected {records}")
+    elapsed = finished - started
+    print(
+        f"bulk1 query : {total_rows:,} rows in {len(result_ids)} result files, "
+        f"{total_bytes / 1e6:,.1f} MB; processing {processed - started:.2f}s, "
+        f"download {finished - processed:.2f}s -> {total_rows / elapsed:,.0f} records/s served"
+    )
+
+
+def contact_csv(start: int, count: int) -> bytes:
+    lines = ["FirstName,LastName,Email,Title,Phone,MailingCity,LeadSource"]
+    lines.extend(
+        f"First{n},Last{n},person{n}@example.com,Engineer,+1 415 555 {n % 10000:04d},"
+        "San Francisco,Web"
+        for n in range(start, start + count)
+    )
+    return ("\n".join(lines) + "\n").encode()
+
+
+def bench_bulk1_ingest(client: Bulk1, batches: int) -> None:
+    payloads = [contact_csv(i * INGEST_ROWS, INGEST_ROWS) for i in range(batches)]
+    job_id = client.create_job("insert", "Contact")
+    started = time.perf_counter()
+    batch_ids = [client.add_batch(job_id, payload) for payload in payloads]
+    posted = time.perf_counter()
+    failed = 0
+    for batch_id in batch_ids:
+        info = client.wait(job_id, batch_id, interval=0.02)
+        if info["state"] != "Completed":
+            raise SystemExit(f"ingest batch {batch_id} of job {job_id}: {info}")
+        failed += int(info["numberRecordsFailed"])
+    finished = time.perf_counter()
+    rows = batches * INGEST_ROWS
+    print(
+        f"bulk1 ingest: {rows:,} rows in {batches} batches ({failed} failed); "
+        f"upload {posted - started:.2f}s, total {finished - started:.2f}s -> "
+        f"{rows / (finished - started):,.0f} records/s ingested"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--ingest-batches", type=int, default=10)
+    parser.add_argument("--rows-per-file", type=int, default=100_000,
+                        help="Bulk 1.0 rows per query result file")
+    args = parser.parse_args()
+
+    settings = EmulatorSettings(result_rows_per_file=args.rows_per_file)
+    state = EmulatorState(org=Org(), settings=settings)
+    seconds = seed_accounts(state.org, args.records)
+    print(f"seed        : {args.records:,} Accounts in {seconds:.1f}s")
+    with run_in_thread(state) as server:
+        token = login(server.url, settings)
+        bulk1 = Bulk1(server.url, token)
+        bench_bulk1_query(bulk1, args.records)
+        bench_bulk1_ingest(bulk1, args.ingest_batches)
+
+
+if __name__ == "__main__":
+    main()
