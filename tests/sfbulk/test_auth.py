@@ -10,12 +10,13 @@ import time
 
 import jwt
 import pytest
+import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sfbulk.auth import SalesforceAuth, Secret, jwt_audience_for
 from sfbulk.errors import AuthenticationError, ConfigError, RetryExhaustedError
-from sfbulk.http import RetryPolicy
+from sfbulk.http import RetryPolicy, SalesforceClient
 from tests.conftest import FIXTURES
 from tests.sfbulk.test_http import Reply, Req, StubServer, TokenIssuer
 
@@ -457,3 +458,93 @@ def test_secrets_never_in_reprs_errors_or_logs(
     assert "PRIVATE KEY" not in blob
     assert pem.splitlines()[1] not in blob
     assert repr(Secret("x")) == "Secret('**********')"
+
+
+# --------------------------------------------------------------------------------------------
+# Every grant against the emulator
+
+
+def _public_pem(key: rsa.RSAPrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def _limits_through(auth: SalesforceAuth) -> dict:
+    return SalesforceClient(auth).limits()
+
+
+def test_e2e_each_grant(emulator_factory, rsa_key, pem: str) -> None:
+    server = emulator_factory(jwt_certificate=_public_pem(rsa_key))
+    base = {"login_url": server.url, "client_id": "demo-client"}
+    configs = {
+        "password": {
+            **base,
+            "client_secret": "demo-secret",
+            "username": "demo@example.com",
+            "password": "demo-password",
+        },
+        "refresh_token": {**base, "refresh_token": "demo-refresh-token"},
+        "jwt": {**base, "username": "demo@example.com", "private_key": pem},
+        "client_credentials": {**base, "client_secret": "demo-secret"},
+        "client_credentials_body": {
+            **base,
+            "client_secret": "demo-secret",
+            "client_auth_method": "body",
+        },
+    }
+    for name, config in configs.items():
+        auth = SalesforceAuth.from_config(config)
+        token, instance = auth.session()
+        assert instance == server.url, name
+        assert token.startswith("00D"), name
+        assert "DailyApiRequests" in _limits_through(auth), name
+        assert auth.org_id and auth.org_id.startswith("00D"), name
+    ready = SalesforceAuth.from_config({"access_token": token, "instance_url": server.url})
+    assert "DailyApiRequests" in _limits_through(ready)
+
+
+def test_e2e_wrong_password_and_revoked_refresh_token(emulator) -> None:
+    auth = SalesforceAuth.from_config(
+        {
+            "login_url": emulator.url,
+            "client_id": "demo-client",
+            "client_secret": "demo-secret",
+            "username": "demo@example.com",
+            "password": "wrong",
+        }
+    )
+    with pytest.raises(AuthenticationError) as info:
+        auth.session()
+    assert info.value.code == "invalid_grant"
+    refresh = SalesforceAuth.from_config(
+        {
+            "login_url": emulator.url,
+            "client_id": "demo-client",
+            "refresh_token": "demo-refresh-token",
+        }
+    )
+    stale, _ = refresh.session()
+    requests.post(emulator.url + "/_emulator/revoke-refresh-token", timeout=5).raise_for_status()
+    with pytest.raises(AuthenticationError, match="invalid_grant"):
+        refresh.refresh(stale)
+
+
+def test_e2e_expired_ready_token_cannot_renew(emulator) -> None:
+    login = SalesforceAuth.from_config(
+        {
+            "login_url": emulator.url,
+            "client_id": "demo-client",
+            "refresh_token": "demo-refresh-token",
+        }
+    )
+    token, instance = login.session()
+    client = SalesforceClient(
+        SalesforceAuth.from_config({"access_token": token, "instance_url": instance})
+    )
+    client.limits()
+    emulator.state.sessions.expire_all()
+    with pytest.raises(AuthenticationError, match="cannot be renewed"):
+        client.limits()
