@@ -471,7 +471,7 @@ class SalesforceAuth:
                 "no session: a bare access token needs instance_url", code="INVALID_SESSION_ID"
             )
         url = self.login_url + TOKEN_PATH
-        context = {"method": "POST", "path": TOKEN_PATH}
+        context: dict[str, Any] = {"method": "POST", "path": TOKEN_PATH}
 
         def attempt() -> dict[str, Any]:
             form, headers = self._grant_request()

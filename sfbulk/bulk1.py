@@ -462,15 +462,17 @@ def iter_result_rows(
                 yield _flatten_xml(element)
                 element.clear()
         return
-    rows = iter_csv_rows(iter(lambda: body.read(_CHUNK), b""))
-    header = next(rows, None)
+    cells = iter_csv_rows(iter(lambda: body.read(_CHUNK), b""))
+    header = next(cells, None)
     if header is None:
         return
     width = len(header)
-    for row in rows:
-        if len(row) != width:
-            raise SalesforceError(f"a result row has {len(row)} cells but the header has {width}")
-        yield dict(zip(header, row, strict=True))
+    for values in cells:
+        if len(values) != width:
+            raise SalesforceError(
+                f"a result row has {len(values)} cells but the header has {width}"
+            )
+        yield dict(zip(header, values, strict=True))
 
 
 # --------------------------------------------------------------------------------------------

@@ -736,7 +736,7 @@ class SalesforceClient:
             body = body.encode("utf-8")
         display_path = self.path_for(kind, path).split("?", 1)[0]
         path_job, path_batch = ids_from_path(display_path)
-        context = {
+        context: dict[str, Any] = {
             "method": method,
             "path": display_path,
             "job_id": job_id or path_job,

@@ -734,3 +734,21 @@ def test_client_repr_has_no_secrets(stub: StubServer, issuer: TokenIssuer) -> No
 
 def test_fixture_dir_present() -> None:
     assert isinstance(SF, Path) and (SF / "rest").is_dir()
+
+
+def test_shutdown_cuts_waits_short() -> None:
+    import sfbulk.http as http_module
+    from sfbulk.errors import OperationCancelledError
+    from sfbulk.http import request_shutdown, shutdown_requested, wait_interval
+
+    started = time.monotonic()
+    wait_interval(started, 10.0, 0.01, what="job 750A")  # no shutdown: just sleeps
+    try:
+        request_shutdown()
+        assert shutdown_requested()
+        with pytest.raises(OperationCancelledError, match="stopped waiting for job 750A") as info:
+            wait_interval(time.monotonic(), 10.0, 5.0, what="job 750A", context={"job_id": "750A"})
+        assert info.value.job_id == "750A"
+        assert time.monotonic() - started < 1.0
+    finally:
+        http_module._shutdown.clear()
