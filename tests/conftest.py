@@ -59,7 +59,7 @@ def emulator():
     try:
         yield server
     finally:
-        server.stop()
+        server.stop(wait=False)
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def emulator_factory():
         yield start
     finally:
         for server in started:
-            server.stop()
+            server.stop(wait=False)
 
 
 @pytest.fixture(scope="session")

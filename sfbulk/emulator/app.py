@@ -349,7 +349,7 @@ class EmulatorState:
 
 def rest_error_body(code: str, message: str) -> bytes:
     """``[{"message":…,"errorCode":…}]``, the REST and Bulk 2.0 error form."""
-    return json.dumps([{"message": message, "errorCode": code}]).encode()
+    return json.dumps([{"message": message, "errorCode": code}], separators=(",", ":")).encode()
 
 
 def bulk1_wants_json(scope_headers: dict[str, str]) -> bool:
@@ -368,7 +368,9 @@ def bulk1_wants_json(scope_headers: dict[str, str]) -> bool:
 def bulk1_error_body(code: str, message: str, as_json: bool) -> tuple[bytes, str]:
     """A Bulk 1.0 ``error`` body and its content type."""
     if as_json:
-        body = json.dumps({"exceptionCode": code, "exceptionMessage": message})
+        body = json.dumps(
+            {"exceptionCode": code, "exceptionMessage": message}, separators=(",", ":")
+        )
         return body.encode(), "application/json"
     xml = (
         '<?xml version="1.0" encoding="UTF-8"?><error\n'

@@ -67,7 +67,7 @@ def _state(request: Request) -> EmulatorState:
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """JSON in Salesforce's REST content type."""
-    body = json.dumps(value, default=_json_default, ensure_ascii=False)
+    body = json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
     return Response(body, status, headers, "application/json;charset=UTF-8")
 
 
@@ -728,7 +728,7 @@ def sobject_by_field(request: Request, body: bytes) -> Response:
         if request.method == "GET" and _own_id(obj, first):
             return _blob(state, obj, to18(first), second)
         fdef = obj.field(first)
-        if fdef is None or not (fdef.external_id or fdef.id_lookup or fdef.name == "Id"):
+        if fdef is None or not (fdef.external_id or fdef.name == "Id"):
             return error_response(
                 404,
                 "NOT_FOUND",
