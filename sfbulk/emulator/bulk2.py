@@ -155,33 +155,33 @@ def java_double(value: float) -> str:
     """Render a float the way Java's ``Double.toString`` does (shortest round-trip digits).
 
     Plain notation with at least one fractional digit for 1e-3 <= |x| < 1e7, otherwise
-    computerized scientific notation such as ``9.12260031E8``.
+    computerized scientific notation such as ``9.12260031E8``. Python's ``repr`` already has the
+    shortest digits and is plain in that range, so only the notation is rewritten (this runs
+    once per currency cell of a query, so it avoids Decimal).
     """
-    if value != value:
-        return "NaN"
-    if value in (float("inf"), float("-inf")):
-        return "Infinity" if value > 0 else "-Infinity"
-    if value == 0:
-        return "-0.0" if str(value).startswith("-") else "0.0"
-    sign, digits, exponent = Decimal(repr(value)).as_tuple()
-    assert isinstance(exponent, int)
-    digit_list = list(digits)
-    while len(digit_list) > 1 and digit_list[-1] == 0:
-        digit_list.pop()
-        exponent += 1
-    text_digits = "".join(str(d) for d in digit_list)
-    scientific_exponent = len(text_digits) - 1 + exponent
-    prefix = "-" if sign else ""
-    if 1e-3 <= abs(value) < 1e7:
-        if scientific_exponent >= 0:
-            whole = text_digits[: scientific_exponent + 1].ljust(scientific_exponent + 1, "0")
-            fraction = text_digits[scientific_exponent + 1 :] or "0"
-        else:
-            whole = "0"
-            fraction = "0" * (-scientific_exponent - 1) + text_digits
-        return f"{prefix}{whole}.{fraction}"
-    mantissa = text_digits[0] + "." + (text_digits[1:] or "0")
-    return f"{prefix}{mantissa}E{scientific_exponent}"
+    text = repr(value)
+    if text in ("nan", "inf", "-inf"):
+        return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[text]
+    magnitude = -value if value < 0 else value
+    if magnitude == 0 or 1e-3 <= magnitude < 1e7:
+        return text  # e.g. "2676.0", "0.5", "-0.0"
+    sign = "-" if text[0] == "-" else ""
+    if sign:
+        text = text[1:]
+    if "e" in text:
+        mantissa, _, exponent = text.partition("e")
+        if "." not in mantissa:
+            mantissa += ".0"
+        return f"{sign}{mantissa}E{int(exponent)}"
+    whole, _, fraction = text.partition(".")
+    if whole != "0":  # >= 1e7, written out in full by repr
+        digits = (whole + fraction).rstrip("0") or "0"
+        exponent_value = len(whole) - 1
+    else:  # 1e-4 <= x < 1e-3: "0.000ddd"
+        significant = fraction.lstrip("0")
+        exponent_value = -(len(fraction) - len(significant) + 1)
+        digits = significant.rstrip("0")
+    return f"{sign}{digits[0]}.{digits[1:] or '0'}E{exponent_value}"
 
 
 def _echo_boolean(value: str) -> str:
@@ -429,12 +429,11 @@ class Bulk2Job:
 # Query result cells
 
 
+_BOOLEAN_TEXT = {0: "false", 1: "true", "0": "false", "1": "true"}
+
+
 def _cell_boolean(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return "true" if value.lower() in ("1", "true") else "false"
-    return "true" if value else "false"
+    return _BOOLEAN_TEXT.get(value, value)
 
 
 def _cell_double(value: Any) -> Any:
@@ -446,21 +445,13 @@ def _cell_double(value: Any) -> Any:
         return value
 
 
-def _cell_int(value: Any) -> Any:
-    if value is None or value == "":
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
+#: Stored values that need rewriting for the CSV. Integers need none: the store's NUMERIC
+#: affinity keeps whole numbers as INTEGER, which print as such; text prints as stored.
 _CELL_BY_TYPE: dict[str, Callable[[Any], Any]] = {
     "boolean": _cell_boolean,
     "double": _cell_double,
     "currency": _cell_double,
     "percent": _cell_double,
-    "int": _cell_int,
-    "long": _cell_int,
 }
 
 
@@ -522,9 +513,14 @@ def _take_failure(state: Any) -> str | None:
     return faults.take_batch_failure() if faults is not None else None
 
 
+def _lock_errors_on(state: Any) -> bool:
+    faults = _faults(state)
+    return bool(faults is not None and faults.lock_error_share > 0)
+
+
 def _roll_lock_error(state: Any) -> bool:
     faults = _faults(state)
-    return bool(faults is not None and faults.lock_error_share > 0 and faults.roll_lock_error())
+    return bool(faults is not None and faults.roll_lock_error())
 
 
 def _consume(state: Any, limit: str) -> bool:
@@ -672,7 +668,13 @@ def _ingest_rows(
         leftover(list(islice(reader, SUB_BATCH_ROWS)))
         raise
     width = len(header)
-    converters = _echo_converters(obj, header)
+    typed = [
+        (index, conv)
+        for index, conv in enumerate(_echo_converters(obj, header))
+        if conv is not None
+    ]
+    lines = _Lines()
+    writer = csv.writer(lines, delimiter=d, quoting=csv.QUOTE_ALL, lineterminator=nl)
     delete_like = job.operation in ("delete", "hardDelete")
     id_index = next((i for i, n in enumerate(header) if n.lower() == "id"), None)
     pool = engine.pool
@@ -703,21 +705,25 @@ def _ingest_rows(
             pool.sleep(delay)
         rows: list[list[str]] = []
         payload: list[dict[str, Any]] = []
-        bad_lines: list[str] = []
+        ok_cells: list[list[str]] = []
+        bad_cells: list[list[str]] = []
+        lock_errors = _lock_errors_on(state)
         for row in chunk:
             if not row or row == [""]:
                 continue  # a blank line
             problem = _row_problem(row, width, header)
-            if problem is None and _roll_lock_error(state):
+            if problem is None and lock_errors and _roll_lock_error(state):
                 parent = row[id_index] if id_index is not None else ""
                 problem = format_error_cell("UNABLE_TO_LOCK_ROW", lock_error_message(parent), ())
             if problem is not None:
-                bad_lines.append(_quote_line(["", problem, *row], d, nl))
+                bad_cells.append(["", problem, *row])
                 continue
             if delete_like:
                 record: dict[str, Any] = {}
                 if id_index is not None and row[id_index] != "":
                     record["Id"] = row[id_index]
+            elif "" not in row and "#N/A" not in row:
+                record = dict(zip(header, row, strict=True))
             else:
                 record = {
                     name: (None if value == "#N/A" else value)
@@ -740,26 +746,33 @@ def _ingest_rows(
             if not message.startswith("InvalidBatch"):
                 message = f"InvalidBatch : {message}"
             raise _JobFailure(message) from exc
-        ok_lines: list[str] = []
         for row, result in zip(rows, results, strict=True):
             if result.success:
-                echoed = [
-                    conv(value) if conv is not None and value not in ("", "#N/A") else value
-                    for conv, value in zip(converters, row, strict=True)
-                ]
-                created = "true" if result.created else "false"
-                ok_lines.append(_quote_line([result.id or "", created, *echoed], d, nl))
+                echoed = row
+                if typed:
+                    echoed = list(row)
+                    for index, conv in typed:
+                        value = echoed[index]
+                        if value != "" and value != "#N/A":
+                            echoed[index] = conv(value)
+                ok_cells.append(
+                    [result.id or "", "true" if result.created else "false", *echoed]
+                )
             else:
                 cell = " ".join(
                     format_error_cell(e.status_code, e.message, e.fields or ())
                     for e in result.errors
                 ) or format_error_cell("UNKNOWN_EXCEPTION", "unknown error", ())
-                bad_lines.append(_quote_line([result.id or "", cell, *row], d, nl))
-        successful.extend_text(ok_lines)
-        failed.extend_text(bad_lines)
+                bad_cells.append([result.id or "", cell, *row])
+        writer.writerows(ok_cells)
+        successful.extend_text(lines)
+        lines.clear()
+        writer.writerows(bad_cells)
+        failed.extend_text(lines)
+        lines.clear()
         with job.lock:
-            job.processed += len(ok_lines) + len(bad_lines)
-            job.failed += len(bad_lines)
+            job.processed += len(ok_cells) + len(bad_cells)
+            job.failed += len(bad_cells)
             job.total_processing_ms = int((time.monotonic() - started) * 1000)
             job.touch()
     with job.lock:
@@ -781,17 +794,15 @@ def _row_problem(row: list[str], width: int, header: list[str]) -> str | None:
             f"Row has {len(row)} columns but the header has {width}",
             (),
         )
-    total = 0
-    for name, value in zip(header, row, strict=True):
-        size = len(value)
-        if size > MAX_FIELD_CHARACTERS:
-            return format_error_cell(
-                "LIMIT_EXCEEDED",
-                f"Field value exceeds the maximum of {MAX_FIELD_CHARACTERS} characters",
-                (name,),
-            )
-        total += size
-    if total > MAX_RECORD_CHARACTERS:
+    sizes = list(map(len, row))
+    if max(sizes) > MAX_FIELD_CHARACTERS:
+        name = header[next(i for i, size in enumerate(sizes) if size > MAX_FIELD_CHARACTERS)]
+        return format_error_cell(
+            "LIMIT_EXCEEDED",
+            f"Field value exceeds the maximum of {MAX_FIELD_CHARACTERS} characters",
+            (name,),
+        )
+    if sum(sizes) > MAX_RECORD_CHARACTERS:
         return format_error_cell(
             "LIMIT_EXCEEDED",
             f"Record exceeds the maximum of {MAX_RECORD_CHARACTERS} characters",
@@ -859,13 +870,15 @@ def _run_query(state: Any, job: Bulk2Job, cursor: Any, started: float) -> None:
         if job.abort_event.is_set() or pool.stopping:
             return
         if converters:
-            converted = []
-            for row in chunk:
-                values = list(row)
-                for i, conv in converters:
-                    values[i] = conv(values[i])
-                converted.append(values)
-            writer.writerows(converted)
+            # Convert column-wise: map() over a column runs in C between the Python calls,
+            # and booleans need no Python call at all (dict.get with the value as default).
+            columns: list[Iterable[Any]] = list(zip(*chunk, strict=True))
+            for i, conv in converters:
+                if conv is _cell_boolean:
+                    columns[i] = map(_BOOLEAN_TEXT.get, columns[i], columns[i])
+                else:
+                    columns[i] = map(conv, columns[i])
+            writer.writerows(zip(*columns, strict=True))
         else:
             writer.writerows(chunk)
         result.extend_text(lines)
