@@ -198,7 +198,8 @@ class FieldMapper:
         if self.operation in DELETE_OPERATIONS:
             # A delete sends Id alone; the rest of a source record is quietly ignored.
             if _fold(target) == "id":
-                return _Field(Column("Id", "id"), text=False)
+                self._columns["Id"] = Column("Id", "id")
+                return _Field(self._columns["Id"], text=False)
             return _Drop()
         if "." not in target and ":" not in target:
             described = find_field(self.describe, target)

@@ -188,6 +188,13 @@ class TargetSfBulk(Target):
         for key, value in TARGET_HARD_DELETE_CONFIG["properties"].items():
             config_jsonschema["properties"].setdefault(key, value)
         super().append_builtin_config(config_jsonschema)
+        validate = config_jsonschema["properties"].get("validate_records")
+        if validate is not None:
+            validate["default"] = False
+            validate["description"] = (
+                "Validate records against the stream's JSON schema before loading (off by "
+                "default: every value is checked against its Salesforce field anyway, and a bad "
+                "one fails only its record, while schema validation stops the run).")
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
