@@ -993,7 +993,14 @@ def _account() -> SObjectDef:
     fields = [
         *system_head("Account ID"),
         _ref("MasterRecordId", "Master Record ID", ["Account"], "MasterRecord", "N"),
-        _text("Name", "Account Name", 255, "CUn"),
+        _text(
+            "Name",
+            "Account Name",
+            255,
+            "CUn",
+            compound_field_name="Name",
+            extra_type_info="switchablepersonname",
+        ),
         _pick(
             "Type",
             "Account Type",
