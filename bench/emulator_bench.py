@@ -10,6 +10,12 @@ directly into the store, then measures:
 - Bulk 1.0 ingest: ``--ingest-batches`` CSV batches of 10,000 Contacts in one Parallel job;
   records/s = rows / (first batch posted -> last batch Completed). Goal: >= 50,000/s.
 
+- Bulk 2.0 query: one query job over the same Accounts, every page read by locator (100,000
+  rows per page); records/s = rows / (job created -> last page downloaded), and the download
+  alone. Goal: >= 200,000/s served.
+- Bulk 2.0 ingest: one job uploading ``--bulk2-ingest-rows`` Contacts in a single PUT;
+  records/s = rows / (job created -> JobComplete). Goal: >= 50,000/s.
+
 Prints one line per measurement.
 """
 
@@ -180,10 +186,94 @@ def bench_bulk1_ingest(client: Bulk1, batches: int) -> None:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Bulk API 2.0
+
+BULK2_PAGE_ROWS = 100_000
+#: First Contact number of the 2.0 ingest, clear of the 1.0 ingest's rows.
+BULK2_INGEST_START = 10_000_000
+
+
+def bench_bulk2(
+    url: str, token: str, records: int, ingest_rows: int, version: str = "62.0"
+) -> None:
+    """Bulk 2.0: one query job over every Account paged by locator, one ingest job of Contacts."""
+    base = f"{url}/services/data/v{version}/jobs"
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {token}"
+
+    def wait(kind: str, job_id: str) -> dict:
+        while True:
+            info = http.get(f"{base}/{kind}/{job_id}", timeout=60).json()
+            if info["state"] in ("JobComplete", "Failed", "Aborted"):
+                return info
+            time.sleep(0.02)
+
+    started = time.perf_counter()
+    job = http.post(f"{base}/query", timeout=60, json={
+        "operation": "query",
+        "query": "SELECT Id, Name, AccountNumber, Industry, NumberOfEmployees, AnnualRevenue, "
+        "BillingCity, IsDeleted, CreatedDate, SystemModstamp FROM Account",
+    }).json()
+    info = wait("query", job["id"])
+    processed = time.perf_counter()
+    if info["state"] != "JobComplete":
+        raise SystemExit(f"bulk2 query job {job['id']}: {info}")
+    rows = size = pages = 0
+    locator = None
+    while True:
+        params = {"maxRecords": BULK2_PAGE_ROWS}
+        if locator:
+            params["locator"] = locator
+        with http.get(f"{base}/query/{job['id']}/results", params=params, stream=True,
+                      timeout=600, headers={"Accept-Encoding": "identity"}) as page:
+            page.raise_for_status()
+            for chunk in page.iter_content(chunk_size=1 << 20):
+                size += len(chunk)
+            rows += int(page.headers["Sforce-NumberOfRecords"])
+            locator = page.headers["Sforce-Locator"]
+        pages += 1
+        if locator == "null":
+            break
+    finished = time.perf_counter()
+    if rows != records:
+        raise SystemExit(f"bulk2 query downloaded {rows} rows, expected {records}")
+    print(
+        f"bulk2 query : {rows:,} rows in {pages} pages, {size / 1e6:,.1f} MB; processing "
+        f"{processed - started:.2f}s, download {finished - processed:.2f}s -> "
+        f"{rows / (finished - started):,.0f} records/s served "
+        f"({rows / (finished - processed):,.0f}/s download only)"
+    )
+
+    payload = contact_csv(BULK2_INGEST_START, ingest_rows)
+    started = time.perf_counter()
+    job = http.post(f"{base}/ingest", timeout=60,
+                    json={"object": "Contact", "operation": "insert"}).json()
+    http.put(f"{base}/ingest/{job['id']}/batches", data=payload,
+             headers={"Content-Type": "text/csv"}, timeout=600).raise_for_status()
+    uploaded = time.perf_counter()
+    http.patch(f"{base}/ingest/{job['id']}", json={"state": "UploadComplete"},
+               timeout=60).raise_for_status()
+    info = wait("ingest", job["id"])
+    finished = time.perf_counter()
+    if info["state"] != "JobComplete" or info["numberRecordsProcessed"] != ingest_rows:
+        raise SystemExit(f"bulk2 ingest job {job['id']}: {info}")
+    with http.get(f"{base}/ingest/{job['id']}/successfulResults/", stream=True, timeout=600,
+                  headers={"Accept-Encoding": "identity"}) as results:
+        lines = sum(chunk.count(b"\n") for chunk in results.iter_content(chunk_size=1 << 20))
+    print(
+        f"bulk2 ingest: {ingest_rows:,} rows in one job ({info['numberRecordsFailed']} failed, "
+        f"{lines - 1:,} successful results); upload {uploaded - started:.2f}s, total "
+        f"{finished - started:.2f}s -> {ingest_rows / (finished - started):,.0f} records/s ingested"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--ingest-batches", type=int, default=10)
+    parser.add_argument("--bulk2-ingest-rows", type=int, default=100_000,
+                        help="Contacts uploaded in the Bulk 2.0 ingest job")
     parser.add_argument("--rows-per-file", type=int, default=100_000,
                         help="Bulk 1.0 rows per query result file")
     args = parser.parse_args()
@@ -197,6 +287,7 @@ def main() -> None:
         bulk1 = Bulk1(server.url, token)
         bench_bulk1_query(bulk1, args.records)
         bench_bulk1_ingest(bulk1, args.ingest_batches)
+        bench_bulk2(server.url, token, args.records, args.bulk2_ingest_rows)
 
 
 if __name__ == "__main__":
