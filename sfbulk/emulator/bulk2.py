@@ -1530,7 +1530,7 @@ class Bulk2Api:
             if concurrency and body["concurrencyMode"] != concurrency:
                 continue
             if pk_flag is not None and pk_flag.lower() in ("true", "false"):
-                enabled = bool(getattr(job, "pk_chunking", None))
+                enabled = _pk_chunking_enabled(job)
                 if enabled != (pk_flag.lower() == "true"):
                     continue
             records.append(body)
@@ -1553,17 +1553,44 @@ class Bulk2Api:
 
 
 def _list_record(job: Any, kind: str) -> dict[str, Any] | None:
-    """A job's record in a listing of ``kind`` jobs, or None when it does not belong there."""
+    """A job's record in a listing of ``kind`` jobs, or None when it does not belong there.
+
+    Bulk 1.0 jobs are listed too, as ``jobType: "Classic"``, with the same fields.
+    """
     if isinstance(job, Bulk2Job):
         return job.list_body() if job.kind == kind else None
-    info = getattr(job, "list_info", None)
-    if info is None:
+    from sfbulk.emulator.bulk1 import Bulk1Job
+
+    if not isinstance(job, Bulk1Job):
         return None
-    body = info()
-    is_query = body.get("operation") in QUERY_OPERATIONS
-    if (kind == "query") != is_query:
+    if (kind == "query") != (job.operation in QUERY_OPERATIONS):
         return None
+    with job.lock:
+        body: dict[str, Any] = {
+            "id": job.id,
+            "operation": job.operation,
+            "object": job.object,
+            "createdById": job.created_by,
+            "createdDate": format_json_datetime(job.created),
+            "systemModstamp": format_json_datetime(job.modstamp or job.created),
+            "state": job.state,
+        }
+        if job.external_id_field:
+            body["externalIdFieldName"] = job.external_id_field
+        body["concurrencyMode"] = job.concurrency_mode
+        body["contentType"] = job.content_type
+        body["apiVersion"] = float(job.api_version)
+        body["jobType"] = "Classic"
+        body["lineEnding"] = "LF"
+        body["columnDelimiter"] = "COMMA"
     return body
+
+
+def _pk_chunking_enabled(job: Any) -> bool:
+    """Whether a listed job uses PK chunking (Bulk 1.0 header; 2.0 query jobs when supported)."""
+    if isinstance(job, Bulk2Job):
+        return job.kind == "query" and job.pk_chunking_supported
+    return getattr(job, "pk_chunking", None) is not None
 
 
 _API = Bulk2Api()

@@ -987,3 +987,30 @@ def test_java_double_against_a_reference_implementation() -> None:
     for value in values:
         for signed in (value, -value):
             assert java_double(signed) == reference(signed), signed
+
+
+def test_listing_includes_bulk1_jobs_as_classic(bulk: Bulk2, emulator) -> None:
+    token = bulk.http.headers["Authorization"].split()[1]
+    created = requests.post(
+        f"{emulator.url}/services/async/60.0/job",
+        json={"operation": "insert", "object": "Contact", "contentType": "CSV"},
+        headers={"X-SFDC-Session": token},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    classic_id = created.json()["id"]
+    v2_id = bulk.create("ingest", object="Account", operation="insert").json()["id"]
+    listing = bulk.request("GET", "ingest").json()
+    assert [r["id"] for r in listing["records"]] == [classic_id, v2_id]
+    classic = listing["records"][0]
+    assert list(classic) == [
+        "id", "operation", "object", "createdById", "createdDate", "systemModstamp", "state",
+        "concurrencyMode", "contentType", "apiVersion", "jobType", "lineEnding",
+        "columnDelimiter",
+    ]
+    assert (classic["jobType"], classic["state"], classic["object"], classic["apiVersion"]) == (
+        "Classic", "Open", "Contact", 60.0,
+    )
+    only = bulk.request("GET", "ingest", params={"jobType": "V2Ingest"}).json()["records"]
+    assert [r["id"] for r in only] == [v2_id]
+    assert bulk.request("GET", "query").json()["records"] == []
