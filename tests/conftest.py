@@ -36,11 +36,13 @@ def _start_emulator(seed: str = "empty", records: int = DEMO_RECORDS, **settings
     emulator_settings = EmulatorSettings(**settings)
 
     def make_org() -> Org:
+        from sfbulk.emulator.seeds import seed_demo, seed_empty
+
         org = Org(username=emulator_settings.username)
         if seed == "demo":
-            from sfbulk.emulator.seeds import seed_demo
-
             seed_demo(org, records)
+        else:
+            seed_empty(org)
         return org
 
     state = EmulatorState(org=make_org(), settings=emulator_settings)
@@ -50,7 +52,8 @@ def _start_emulator(seed: str = "empty", records: int = DEMO_RECORDS, **settings
 
 @pytest.fixture
 def emulator():
-    """A fresh emulator with an empty org (standard objects, no records) for one test.
+    """A fresh emulator with an empty org (standard objects and the demo objects' external id
+    fields, no records) for one test.
 
     Yields the running server: ``.url``, ``.state`` (org, settings, sessions, faults, usage,
     jobs) and ``.stop()``.

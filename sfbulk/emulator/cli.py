@@ -232,10 +232,13 @@ def build_org(args: argparse.Namespace, settings: EmulatorSettings) -> Any:
         from sfbulk.emulator.sfdx import import_sfdx
 
         import_sfdx(org, args.import_sfdx, plan=args.plan, load_data=fresh and not args.no_data)
+    from sfbulk.emulator.seeds import seed_demo, seed_empty
+
+    # The demo objects' external id fields live in the catalog, so they are added on every
+    # start, also over an existing database.
+    seed_empty(org)
     if args.seed == "demo":
         if fresh:
-            from sfbulk.emulator.seeds import seed_demo
-
             seed_demo(org, args.records)
         else:
             logger.warning("%s already holds the org; the demo seed is not added again", args.db)

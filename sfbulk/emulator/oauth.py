@@ -173,14 +173,29 @@ def _verify_assertion(state: EmulatorState, assertion: str | None) -> None:
         isinstance(a, str) and a.rstrip("/") in allowed for a in audiences
     ):
         raise OAuthError("invalid_grant", "Audience validation failed")
-    exp = claims.get("exp")
+    exp = _numeric_date(claims.get("exp"))
     now = time.time()
-    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+    if exp is None:
         raise OAuthError("invalid_grant", "invalid assertion")
     if exp <= now - JWT_LEEWAY_SECONDS or exp > now + JWT_MAX_LIFETIME_SECONDS + JWT_LEEWAY_SECONDS:
         raise OAuthError("invalid_grant", "expired authorization code")
     if not _same_user(state, claims.get("sub")):
         raise OAuthError("invalid_grant", "user hasn't approved this consumer")
+
+
+def _numeric_date(value: Any) -> float | None:
+    """A JWT NumericDate; Salesforce also takes it as a string of digits (simple-salesforce
+    sends ``"exp": "1700000000"``)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def grant(state: EmulatorState, request: Request, form: dict[str, str]) -> dict[str, str]:
