@@ -1014,3 +1014,22 @@ def test_listing_includes_bulk1_jobs_as_classic(bulk: Bulk2, emulator) -> None:
     only = bulk.request("GET", "ingest", params={"jobType": "V2Ingest"}).json()["records"]
     assert [r["id"] for r in only] == [v2_id]
     assert bulk.request("GET", "query").json()["records"] == []
+
+
+def test_relationship_columns_pass_through(bulk: Bulk2, emulator) -> None:
+    from sfbulk.emulator.seeds import ensure_demo_fields
+
+    ensure_demo_fields(emulator.state.org)
+    parent = bulk.ingest("insert", "Account", "Name,External_Id__c\nParent,P-1\n")
+    assert parent["numberRecordsFailed"] == 0
+    child = bulk.ingest(
+        "insert", "Contact", "LastName,Account.External_Id__c\nKid,P-1\nOrphan,P-404\n"
+    )
+    assert (child["numberRecordsProcessed"], child["numberRecordsFailed"]) == (2, 1)
+    successful = bulk.results(child["id"], "successfulResults").splitlines()
+    assert successful[0] == '"sf__Id","sf__Created",LastName,Account.External_Id__c'
+    assert successful[1].endswith('"true","Kid","P-1"')
+    failed = bulk.results(child["id"], "failedResults").splitlines()
+    assert failed[1].endswith('"Orphan","P-404"')
+    account_id = _org_rows(emulator, "SELECT Id FROM Account")[0][0]
+    assert _org_rows(emulator, "SELECT LastName, AccountId FROM Contact") == [("Kid", account_id)]
