@@ -1116,51 +1116,52 @@ def _int_cell(value: Any) -> Any:
 _DOUBLE_TYPES = frozenset(("double", "currency", "percent"))
 
 
-def _csv_converters(field_types: Sequence[str]) -> list[tuple[int, Callable[[Any], Any]]]:
-    converters: list[tuple[int, Callable[[Any], Any]]] = []
-    for index, kind in enumerate(field_types):
-        if kind == "boolean":
-            converters.append((index, _boolean_cell))
-        elif kind in _DOUBLE_TYPES:
-            converters.append((index, _double_cell))
-        elif kind in ("int", "long"):
-            converters.append((index, _int_cell))
-        elif kind == "base64":
-            converters.append((index, lambda v: base64.b64encode(v).decode()))
-    return converters
+def _text_column(values: Sequence[Any]) -> list[str]:
+    try:
+        return ["" if v is None else v.replace('"', '""') for v in values]
+    except AttributeError:  # a value SQLite kept as a number in a text column
+        return ["" if v is None else str(v).replace('"', '""') for v in values]
 
 
-class _Lines(list):
-    """A list that ``csv.writer`` can write to: every row becomes one string item."""
+def _column_formatter(kind: str) -> Callable[[Sequence[Any]], list[str]]:
+    """How one query column becomes CSV cell texts (quotes doubled, null empty)."""
+    if kind == "boolean":
+        return lambda values: ["" if v is None else _boolean_cell(v) for v in values]
+    if kind in _DOUBLE_TYPES:
+        return lambda values: ["" if v is None else _double_cell(v) for v in values]
+    if kind in ("int", "long"):
+        return lambda values: ["" if v is None else str(_int_cell(v)) for v in values]
+    if kind == "base64":
+        return lambda values: [
+            "" if v is None else base64.b64encode(v).decode() for v in values
+        ]
+    return _text_column
 
-    write = list.append
+
+def _csv_line(cells: Sequence[str]) -> str:
+    return '"' + '","'.join(cells) + '"\n'
 
 
 def spool_csv_rows(cursor: Iterable[Sequence[Any]], columns: Sequence[str],
                    field_types: Sequence[str], result: ResultFile) -> int:
-    """Format query rows as Bulk CSV (every cell quoted, null empty) into ``result``."""
-    lines = _Lines()
-    writer = csv.writer(lines, quoting=csv.QUOTE_ALL, lineterminator="\n")
-    writer.writerow(columns)
-    result.header = lines.pop().encode("utf-8")
-    converters = _csv_converters(field_types)
+    """Format query rows as Bulk CSV (every cell quoted, null empty) into ``result``.
+
+    Rows are formatted a chunk at a time and column by column (one comprehension per column),
+    which is several times faster than handing each row to ``csv.writer``.
+    """
+    result.header = _csv_line([name.replace('"', '""') for name in columns]).encode("utf-8")
+    formatters = [_column_formatter(kind) for kind in field_types]
     iterator = iter(cursor)
     count = 0
     while True:
         chunk = list(itertools.islice(iterator, _QUERY_CHUNK_ROWS))
         if not chunk:
             break
-        if converters:
-            # Convert column-wise: one comprehension per converted column, then back to rows.
-            columns_data = list(zip(*chunk, strict=True))
-            for index, convert in converters:
-                columns_data[index] = [
-                    None if value is None else convert(value) for value in columns_data[index]
-                ]
-            chunk = list(zip(*columns_data, strict=True))
-        writer.writerows(chunk)
-        result.extend_text(lines)
-        lines.clear()
+        cells = [
+            format_column(values)
+            for format_column, values in zip(formatters, zip(*chunk, strict=True), strict=True)
+        ]
+        result.extend_text([_csv_line(row) for row in zip(*cells, strict=True)])
         count += len(chunk)
     return count
 
