@@ -299,12 +299,13 @@ class Loader:
             if joiner.rows != payload.rows:
                 raise SalesforceError(f"{mapper.object}: the upload holds {joiner.rows} rows but "
                                       f"{payload.rows} were batched", job_id=job.id)
+            failed_job = None
+            if job.state != "JobComplete":
+                failed_job = f"job {job.state}: {job.error_message or 'no message'}"
+                joiner.unprocessed_reason = failed_job
             joiner.add_records("successful", results.successful())
             joiner.add_records("failed", results.failed())
             joiner.add_records("unprocessed", results.unprocessed())
-        failed_job = None
-        if job.state != "JobComplete":
-            failed_job = f"job {job.state}: {job.error_message or 'no message'}"
         outcomes = joiner.finish(unprocessed_message=failed_job)
         return dict(zip(payload.keys, outcomes, strict=True))
 

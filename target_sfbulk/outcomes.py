@@ -267,6 +267,9 @@ class ResultJoiner:
             self._pending[self._project(row)].append(position)
             self.rows += 1
         self.outcomes: list[Outcome | None] = [None] * self.rows
+        #: Why unprocessed rows were not processed, when known (the job's error message).
+        self.unprocessed_reason = ("Salesforce did not process this record (the job stopped "
+                                   "before reaching it)")
 
     def _project(self, cells: Sequence[str]) -> tuple[str, ...]:
         out = []
@@ -340,8 +343,7 @@ class ResultJoiner:
                 outcome = Outcome(FAILED, record_id, None, code, message, fields, self.job_id)
             else:
                 outcome = Outcome(UNPROCESSED, None, None, "UNPROCESSED",
-                                  "Salesforce did not process this record (the job stopped "
-                                  "before reaching it)", job_id=self.job_id)
+                                  self.unprocessed_reason, job_id=self.job_id)
             self.outcomes[position] = outcome
             taken += 1
         return taken

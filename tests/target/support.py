@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 from collections.abc import Iterable, Mapping
@@ -39,11 +40,17 @@ def lines(messages: Iterable[Mapping[str, Any]]) -> str:
     return "".join(json.dumps(m) + "\n" for m in messages)
 
 
-def run(cfg: Mapping[str, Any], messages: Iterable[Mapping[str, Any]]) -> tuple[list[Any],
-                                                                                 TargetSfBulk]:
-    """Run the target over ``messages``; returns the STATE values it wrote, and the target."""
+def run(cfg: Mapping[str, Any], messages: Iterable[Mapping[str, Any]], *,
+        out: io.StringIO | None = None, **load: Any) -> tuple[list[Any], TargetSfBulk]:
+    """Run the target over ``messages``; returns the STATE values it wrote, and the target.
+
+    ``load`` overrides fields of the loader's :class:`LoadSettings` (e.g. ``max_batch_rows``),
+    to reach Salesforce's limits with small inputs; ``out`` collects stdout when given.
+    """
     target = TargetSfBulk(config=dict(cfg))
-    out = io.StringIO()
+    if load:
+        target.loader.settings = dataclasses.replace(target.loader.settings, **load)
+    out = out if out is not None else io.StringIO()
     with contextlib.redirect_stdout(out):
         target.listen(io.StringIO(lines(messages)))
     return [json.loads(line) for line in out.getvalue().splitlines()], target
