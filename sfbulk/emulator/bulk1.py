@@ -35,7 +35,6 @@ Choices where Salesforce's behaviour is not evidenced (marked [UNV] in the refer
 from __future__ import annotations
 
 import base64
-import csv
 import gzip
 import io
 import itertools
