@@ -35,6 +35,7 @@ Choices where Salesforce's behaviour is not evidenced (marked [UNV] in the refer
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import io
 import itertools
@@ -1598,7 +1599,8 @@ def _split_into_chunks(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk
     if not aborted:
         for chunk in chunks:
             engine.pool.submit(
-                job.id, lambda c=chunk: process_batch(state, engine, job, c), serial=job.serial
+                job.id, functools.partial(process_batch, state, engine, job, chunk),
+                serial=job.serial,
             )
     return True
 
