@@ -37,6 +37,7 @@ import zipfile
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import IO, Any, NamedTuple
 from xml.sax.saxutils import escape
 
@@ -438,12 +439,14 @@ def iter_result_rows(
 
     CSV rows keep their cells as strings (``Account.Name`` style headers); an empty result
     (``Records not found for this query``) yields nothing. JSON records are flattened to the same
-    dotted keys, ``attributes`` dropped, and the ``datetime_fields`` (epoch milliseconds in JSON)
+    dotted keys, ``attributes`` dropped, numbers with a fraction read as exact
+    :class:`~decimal.Decimal`, and the ``datetime_fields`` (epoch milliseconds in JSON)
     become ISO UTC strings ``YYYY-MM-DDTHH:MM:SS.sssZ``. XML records are streamed element by
     element; ``xsi:nil`` becomes ``None``.
     """
     if content_type == "JSON":
-        records = json.load(io.TextIOWrapper(body, encoding="utf-8"))
+        # Decimal keeps every digit of currency and double values (a float would round them).
+        records = json.load(io.TextIOWrapper(body, encoding="utf-8"), parse_float=Decimal)
         for record in records or []:
             row = _flatten_json(record)
             for name in datetime_fields:
