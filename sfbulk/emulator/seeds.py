@@ -310,8 +310,9 @@ def seed_demo(org: Org, records: int) -> dict[str, int]:
     """Fill ``org`` with ``records`` deterministic, linked demo records plus a few samples.
 
     Contacts belong to Accounts round-robin; each Opportunity and Case points at an Account,
-    and each Case at a Contact of that Account when there is one. Returns the number of rows
-    created per object (the four demo objects, Type_Sample__c and Store__c).
+    and each Case at a Contact of that Account when there is one. Seeding an org again adds
+    more records with the next external ids (the samples are added once). Returns the number
+    of rows created per object (the four demo objects, Type_Sample__c and Store__c).
     """
     ensure_demo_fields(org)
     counts = demo_counts(max(records, 0))
@@ -320,9 +321,18 @@ def seed_demo(org: Org, records: int) -> dict[str, int]:
     stamps = _Stamps(now, sum(counts.values()))
     today = now.date()
 
+    # A second seeding continues the external id numbering instead of repeating it.
+    base = {name: org.count(name, include_deleted=True) for name in DEMO_OBJECTS}
+
+    def numbered(name: str, n: int, row: dict[str, Any]) -> dict[str, Any]:
+        row["External_Id__c"] = _external(name, base[name] + n + 1)
+        return row
+
     account_ids: list[str] = []
     for chunk in _chunks(counts["Account"]):
-        account_ids += org.insert_raw("Account", [_account(rng, n, stamps.next()) for n in chunk])
+        account_ids += org.insert_raw(
+            "Account", [numbered("Account", n, _account(rng, n, stamps.next())) for n in chunk]
+        )
 
     def account_of(n: int) -> str | None:
         return account_ids[n % len(account_ids)] if account_ids else None
@@ -330,24 +340,34 @@ def seed_demo(org: Org, records: int) -> dict[str, int]:
     contact_ids: list[str] = []
     for chunk in _chunks(counts["Contact"]):
         contact_ids += org.insert_raw(
-            "Contact", [_contact(rng, n, account_of(n), stamps.next()) for n in chunk]
+            "Contact",
+            [numbered("Contact", n, _contact(rng, n, account_of(n), stamps.next())) for n in chunk],
         )
     for chunk in _chunks(counts["Opportunity"]):
         org.insert_raw(
             "Opportunity",
-            [_opportunity(rng, n, account_of(n), today, stamps.next()) for n in chunk],
+            [
+                numbered(
+                    "Opportunity", n, _opportunity(rng, n, account_of(n), today, stamps.next())
+                )
+                for n in chunk
+            ],
         )
     # Contact n belongs to account n % A, so contact n (when it exists) matches account_of(n).
     for chunk in _chunks(counts["Case"]):
         org.insert_raw(
             "Case",
             [
-                _case(
-                    rng,
+                numbered(
+                    "Case",
                     n,
-                    account_of(n),
-                    contact_ids[n] if n < len(contact_ids) else None,
-                    stamps.next(),
+                    _case(
+                        rng,
+                        n,
+                        account_of(n),
+                        contact_ids[n] if n < len(contact_ids) else None,
+                        stamps.next(),
+                    ),
                 )
                 for n in chunk
             ],
@@ -359,7 +379,7 @@ def seed_demo(org: Org, records: int) -> dict[str, int]:
 
 def _seed_type_samples(org: Org, account_ids: list[str]) -> int:
     """Three Type_Sample__c rows with a value in every field type, saved through ``write``."""
-    if org.catalog.get("Type_Sample__c") is None:
+    if org.catalog.get("Type_Sample__c") is None or org.count("Type_Sample__c", True):
         return 0
     rows: list[dict[str, Any]] = [
         {
@@ -421,7 +441,7 @@ def _seed_type_samples(org: Org, account_ids: list[str]) -> int:
 
 def _seed_stores(org: Org) -> int:
     """A few Store__c rows with geolocations, saved through ``write``."""
-    if org.catalog.get("Store__c") is None:
+    if org.catalog.get("Store__c") is None or org.count("Store__c", True):
         return 0
     rows = [
         {
