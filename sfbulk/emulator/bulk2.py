@@ -41,6 +41,7 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, BinaryIO
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -1095,7 +1096,12 @@ class Bulk2Api:
         return json_response(job.create_body())
 
     async def _read_multipart(self, request: Request) -> tuple[dict[str, Any], bytes]:
-        form = await request.form(max_files=2, max_fields=2, max_part_size=4 * 1024 * 1024)
+        try:
+            form = await request.form(max_files=2, max_fields=2, max_part_size=4 * 1024 * 1024)
+        except HTTPException as exc:
+            raise _HttpError(
+                400, "INVALIDJOB", f"The multipart job request cannot be read: {exc.detail}"
+            ) from None
         try:
             job_part = form.get("job")
             content_part = form.get("content")
@@ -1297,7 +1303,9 @@ class Bulk2Api:
         if target == "Aborted":
             if state.jobs.pool.cancel(job.id) and job.kind == "query":
                 job.close_cursor()  # the worker will never read it
-            if job.kind == "ingest":
+            if job.kind == "ingest" and current in ("Open", "UploadComplete"):
+                # Never started: the upload becomes unprocessedrecords here. A job aborted
+                # InProgress has its worker write the rows it did not reach.
                 self._unprocessed_after_abort(state, job)
         return json_response(answer)
 

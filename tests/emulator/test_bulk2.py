@@ -1033,3 +1033,14 @@ def test_relationship_columns_pass_through(bulk: Bulk2, emulator) -> None:
     assert failed[1].endswith('"Orphan","P-404"')
     account_id = _org_rows(emulator, "SELECT Id FROM Account")[0][0]
     assert _org_rows(emulator, "SELECT LastName, AccountId FROM Contact") == [("Kid", account_id)]
+
+
+def test_unreadable_multipart_is_a_json_error(bulk: Bulk2) -> None:
+    response = bulk.request(
+        "POST",
+        "ingest",
+        data=b"--B\r\nContent-Disposition: form-data; name=\"job\"\r\n\r\n{}\r\n--B",
+        headers={"Content-Type": "multipart/form-data; boundary=B"},
+    )
+    error = _error(response, 400)
+    assert error["errorCode"] == "INVALIDJOB"
