@@ -576,3 +576,16 @@ def test_admin_endpoints_answer_loopback_only(emulator):
     assert refused is not None and refused.status_code == 403
     assert rest._loopback_only(Request({**scope, "client": ("127.0.0.1", 1)})) is None
     assert rest._loopback_only(Request({**scope, "client": ("::1", 1)})) is None
+
+
+def test_demo_emulator_serves_the_seeded_org(demo_emulator):
+    from sfbulk.emulator.seeds import demo_counts
+
+    client = Client(demo_emulator)
+    counts = demo_counts(20)
+    for name in ("Account", "Contact", "Opportunity", "Case"):
+        body = client.query(f"SELECT Id FROM {name}").json()
+        assert body["totalSize"] == counts[name], name
+    contact = client.query("SELECT Account.Name FROM Contact LIMIT 1").json()["records"][0]
+    assert contact["Account"]["attributes"]["type"] == "Account"
+    assert contact["Account"]["Name"]
