@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from xml.etree import ElementTree
 
 import pytest
@@ -319,3 +320,43 @@ def test_usage_window_is_a_rolling_day():
     usage.consume(DAILY_API_REQUESTS)
     usage.reset()
     assert usage.used(DAILY_API_REQUESTS) == 0
+
+
+def test_dropped_connection_in_a_streamed_bulk_download(api):
+    server, session, base = api
+    server.state.org.write("Account", "insert", [{"Name": f"A{i:04d}"} for i in range(3000)])
+    job = session.post(
+        f"{base}/jobs/query", json={"operation": "query", "query": "SELECT Id, Name FROM Account"}
+    ).json()
+    for _ in range(200):
+        info = session.get(f"{base}/jobs/query/{job['id']}").json()
+        if info["state"] == "JobComplete":
+            break
+        time.sleep(0.05)
+    assert info["state"] == "JobComplete"
+    _set_faults(server, {"drop_connection": {"count": 1, "after_bytes": 5000, "path": "/results$"}})
+    token = session.headers["Authorization"].split()[1]
+    headers, body = _raw_get(server, f"/services/data/v62.0/jobs/query/{job['id']}/results", token)
+    assert headers[":status"] == "200"
+    complete = session.get(f"{base}/jobs/query/{job['id']}/results")
+    assert complete.status_code == 200
+    assert len(complete.text.splitlines()) == 3001
+    if "content-length" in headers:
+        payload = body
+    else:
+        payload = _dechunk(body)
+    assert len(payload) == 5000
+    assert payload == complete.content[:5000]
+
+
+def _dechunk(data: bytes) -> bytes:
+    """The payload of a chunked body that may stop anywhere."""
+    out = b""
+    while data:
+        size_line, sep, rest = data.partition(b"\r\n")
+        if not sep:
+            break
+        size = int(size_line, 16)
+        out += rest[:size]
+        data = rest[size + 2 :]
+    return out
