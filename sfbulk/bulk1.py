@@ -641,9 +641,22 @@ class Bulk1:
                 f"<state>{state}</state></jobInfo>"
             ).encode()
             ctype = "application/xml; charset=UTF-8"
-        response = self.client.bulk1(
-            "POST", f"/job/{job_id}", data=data, headers={"Content-Type": ctype}, idempotent=True
-        )
+        try:
+            response = self.client.bulk1(
+                "POST", f"/job/{job_id}", data=data, headers={"Content-Type": ctype},
+                idempotent=True,
+            )
+        except SalesforceError as exc:
+            # A retry after a lost answer meets the state the first attempt already set:
+            # Salesforce refuses it with InvalidJobState, yet the change took effect.
+            if exc.code != "InvalidJobState":
+                raise
+            info = self.get_job(job_id)
+            if info.state != state:
+                raise
+            logger.info("Bulk 1.0 job %s was already %s", job_id, state)
+            self.client.open_jobs.unregister(job_id)
+            return info
         self.client.open_jobs.unregister(job_id)
         return JobInfo.parse(response.content)
 

@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 INGEST_OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 QUERY_TERMINAL = frozenset({"JobComplete", "Failed", "Aborted"})
 INGEST_TERMINAL = frozenset({"JobComplete", "Failed", "Aborted"})
+#: States an ingest job can only be in once its upload was marked complete.
+_CLOSED_INGEST_STATES = frozenset({"UploadComplete", "InProgress", "JobComplete", "Failed"})
 #: Raw CSV bytes one ingest job accepts (150 MB once base64-encoded by Salesforce).
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 _CHUNK = 256 * 1024
@@ -517,9 +519,20 @@ class Bulk2:
 
     def upload_complete(self, job_id: str) -> IngestJobInfo:
         """Mark the upload complete so Salesforce starts processing."""
-        response = self.client.bulk2(
-            "PATCH", f"/ingest/{job_id}", json_body={"state": "UploadComplete"}
-        )
+        try:
+            response = self.client.bulk2(
+                "PATCH", f"/ingest/{job_id}", json_body={"state": "UploadComplete"}
+            )
+        except SalesforceError as exc:
+            # The PATCH is retried when its answer is lost; the retry then finds the job already
+            # past Open and is refused, though the first attempt did close it.
+            if (exc.code or "").upper() != "INVALIDJOBSTATE":
+                raise
+            info = self.get_ingest_job(job_id)
+            if info.state not in _CLOSED_INGEST_STATES:
+                raise
+            logger.info("Bulk 2.0 ingest job %s was already closed (%s)", job_id, info.state)
+            return info
         return IngestJobInfo.from_json(response.json())
 
     def get_ingest_job(self, job_id: str) -> IngestJobInfo:
