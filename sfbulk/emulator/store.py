@@ -483,18 +483,23 @@ class _Plan:
         return found
 
 
-@dataclass
 class _Row:
-    """One input row being saved: parsed values, pending lookups, and its outcome."""
+    """One input row being saved: parsed values, pending lookups, and its outcome.
 
-    index: int
-    record_id: str | None = None
-    values: dict[str, Any] = field(default_factory=dict)
-    refs: list[tuple[FieldDef, str]] = field(default_factory=list)
-    rels: list[tuple[_Column, Any]] = field(default_factory=list)
-    error: RecordError | None = None
-    created: bool = False
-    existing: dict[str, Any] | None = None
+    A plain slotted class: a batch creates one per input row, so construction cost matters.
+    """
+
+    __slots__ = ("created", "error", "existing", "index", "record_id", "refs", "rels", "values")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.record_id: str | None = None
+        self.values: dict[str, Any] = {}
+        self.refs: list[tuple[FieldDef, str]] = []
+        self.rels: list[tuple[_Column, Any]] = []
+        self.error: RecordError | None = None
+        self.created = False
+        self.existing: dict[str, Any] | None = None
 
     def fail(self, code: str, message: str, fields: Sequence[str] = ()) -> None:
         if self.error is None:
@@ -1550,31 +1555,39 @@ class Org:
         ids = _fast_ids(obj.key_prefix, self._next_numbers(obj.key_prefix, len(creates)))
         columns = self._insert_columns(obj, {k for w in creates for k in w.values})
         position = {name: i for i, name in enumerate(columns.names)}
-        template: list[Any] = [None] * len(columns.names)
-        for name, value in {**columns.defaults, **self._system_values(obj, now)}.items():
-            template[position[name]] = value
-        defaults = columns.defaults
-        autos = [
-            (position[f.name], self._auto_numbers(obj, f, len(creates)))
+        autos_by_name = [
+            (f.name, self._auto_numbers(obj, f, len(creates)))
             for f in obj.fields.values()
             if f.auto_number and f.name in position
         ]
-        derive = self._list_deriver(obj, position)
-        id_pos = position["Id"]
-        records = []
-        for n, (w, new_id) in enumerate(zip(creates, ids, strict=True)):
-            record = template.copy()
-            for key, value in w.values.items():
-                if value is not None or key not in defaults:
-                    record[position[key]] = value
-            record[id_pos] = new_id
-            for pos, numbers in autos:
-                record[pos] = numbers[n]
-            if derive is not None:
-                derive(record)
+        # Assemble column by column and zip into rows: far cheaper than filling each row.
+        count = len(creates)
+        defaults = columns.defaults
+        given = {key for w in creates for key in w.values}
+        system = self._system_values(obj, now)
+        auto_columns = dict(autos_by_name)
+        column_values: list[Any] = []
+        for name in columns.names:
+            if name == "Id":
+                column_values.append(ids)
+            elif name in auto_columns:
+                column_values.append(auto_columns[name])
+            elif name in given:
+                fallback = defaults.get(name, system.get(name))
+                if fallback is None:
+                    column_values.append([w.values.get(name) for w in creates])
+                else:
+                    column_values.append(
+                        [fallback if (v := w.values.get(name)) is None else v for w in creates]
+                    )
+            else:
+                value = defaults[name] if name in defaults else system.get(name)
+                column_values.append([value] * count)
+        self._derive_columns(obj, position, column_values)
+        records = list(zip(*column_values, strict=True))
+        for w, new_id in zip(creates, ids, strict=True):
             w.record_id = new_id
             w.created = True
-            records.append(record)
         self._conn.executemany(columns.sql, records)
 
     def _list_deriver(
@@ -1600,6 +1613,25 @@ class Org:
                 record[length_pos] = len(body) if body is not None else None
 
         return derive
+
+    def _derive_columns(
+        self, obj: SObjectDef, position: dict[str, int], columns: list[list[Any]]
+    ) -> None:
+        """Fill derived columns (person Name, BodyLength) of column-wise rows in place."""
+        if self._needs_derive(obj) and "LastName" in position and "Name" in position:
+            lasts = columns[position["LastName"]]
+            firsts = columns[position["FirstName"]] if "FirstName" in position else None
+            if firsts is None:
+                columns[position["Name"]] = list(lasts)
+            else:
+                columns[position["Name"]] = [
+                    f"{first} {last}" if first and last else (first or last)
+                    for first, last in zip(firsts, lasts, strict=True)
+                ]
+        if "BodyLength" in position and "Body" in position:
+            columns[position["BodyLength"]] = [
+                len(body) if body is not None else None for body in columns[position["Body"]]
+            ]
 
     @staticmethod
     def _needs_derive(obj: SObjectDef) -> bool:
@@ -1729,12 +1761,14 @@ _SYSTEM_FIELDS = frozenset(
      "OwnerId"}
 )  # fmt: skip
 _DERIVED_FIELDS = frozenset({"Name", "BodyLength"})
-_REQUIRED_CACHE: dict[int, tuple[int, list[FieldDef]]] = {}
 
 
 def _required_fields(obj: SObjectDef) -> list[FieldDef]:
-    """Fields a save may not leave null: not nillable and writable (booleans never null)."""
-    cached = _REQUIRED_CACHE.get(id(obj))
+    """Fields a save may not leave null: not nillable and writable (booleans never null).
+
+    Cached on the object and recomputed when its fields change in number.
+    """
+    cached: tuple[int, list[FieldDef]] | None = getattr(obj, "_sfbulk_required", None)
     if cached is not None and cached[0] == len(obj.fields):
         return cached[1]
     fields = [
@@ -1745,5 +1779,5 @@ def _required_fields(obj: SObjectDef) -> list[FieldDef]:
         and f.type != "boolean"
         and not f.is_compound
     ]
-    _REQUIRED_CACHE[id(obj)] = (len(obj.fields), fields)
+    obj._sfbulk_required = (len(obj.fields), fields)  # type: ignore[attr-defined]
     return fields
