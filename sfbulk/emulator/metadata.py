@@ -417,6 +417,8 @@ class SObjectDef:
             self.pk_chunking = True
         self._index: dict[str, FieldDef] = {}
         self._index_size = -1
+        #: Bumped by every add_field, so caches keyed on it notice replaced fields.
+        self.generation = 0
 
     # --- fields ---------------------------------------------------------------------------
     def add_field(self, fdef: FieldDef, *, before: str | None = None) -> FieldDef:
@@ -438,6 +440,7 @@ class SObjectDef:
         else:
             self.fields[fdef.name] = fdef
         self._index_size = -1
+        self.generation += 1
         return fdef
 
     def field(self, name: str) -> FieldDef | None:

@@ -1766,10 +1766,11 @@ _DERIVED_FIELDS = frozenset({"Name", "BodyLength"})
 def _required_fields(obj: SObjectDef) -> list[FieldDef]:
     """Fields a save may not leave null: not nillable and writable (booleans never null).
 
-    Cached on the object and recomputed when its fields change in number.
+    Cached on the object and recomputed when its fields change.
     """
-    cached: tuple[int, list[FieldDef]] | None = getattr(obj, "_sfbulk_required", None)
-    if cached is not None and cached[0] == len(obj.fields):
+    key = (len(obj.fields), obj.generation)
+    cached: tuple[tuple[int, int], list[FieldDef]] | None = getattr(obj, "_sfbulk_required", None)
+    if cached is not None and cached[0] == key:
         return cached[1]
     fields = [
         f
@@ -1779,5 +1780,5 @@ def _required_fields(obj: SObjectDef) -> list[FieldDef]:
         and f.type != "boolean"
         and not f.is_compound
     ]
-    obj._sfbulk_required = (len(obj.fields), fields)  # type: ignore[attr-defined]
+    obj._sfbulk_required = (key, fields)  # type: ignore[attr-defined]
     return fields

@@ -730,3 +730,13 @@ def test_add_field_creates_the_column(org: Org):
     org.add_field("Lead", FieldDef(name="Score__c", type="int", digits=9, custom=True))
     (lead,) = org.write("Lead", "insert", [{"LastName": "L", "Company": "C", "Score__c": "42"}])
     assert org.retrieve("Lead", ok(lead))["Score__c"] == 42  # type: ignore[index]
+
+
+def test_replacing_a_field_changes_what_is_required(org: Org):
+    (before,) = org.write("Lead", "insert", [{"LastName": "L"}])
+    assert error_of(before) == (
+        "REQUIRED_FIELD_MISSING", "Required fields are missing: [Company]", ["Company"],
+    )  # fmt: skip
+    org.add_field("Lead", FieldDef(name="Company", type="string", length=255, nillable=True))
+    (after,) = org.write("Lead", "insert", [{"LastName": "L"}])
+    assert after.success
