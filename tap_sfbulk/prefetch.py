@@ -55,6 +55,8 @@ class Prefetch:
         self._chunk_size = chunk_size
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._buffer: deque[dict[str, Any]] = deque()
+        self._lock = threading.Lock()
+        self._partial: list[dict[str, Any]] = []
         self._finished = False
         self.cancelled = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"tap-sfbulk:{name}", daemon=True)
@@ -68,8 +70,15 @@ class Prefetch:
         self.cancelled.set()
 
     def ready(self) -> bool:
-        """Whether the consumer can take the next item without waiting."""
-        return bool(self._buffer) or self._finished or not self._queue.empty()
+        """Whether the consumer can take the next item without waiting.
+
+        Records still gathering into a chunk count too (the consumer takes them as they are),
+        so rows that arrive just before a long wait on the next page or batch are not held back.
+        """
+        if self._buffer or self._finished or not self._queue.empty():
+            return True
+        with self._lock:
+            return bool(self._partial)
 
     # -- producer side --------------------------------------------------------------------------
 
@@ -88,12 +97,17 @@ class Prefetch:
         records: Iterator[dict[str, Any]] | None = None
         try:
             records = self._source()
-            chunk: list[dict[str, Any]] = []
             for record in records:
-                chunk.append(record)
-                if len(chunk) >= self._chunk_size:
+                with self._lock:
+                    self._partial.append(record)
+                    full = len(self._partial) >= self._chunk_size
+                    if full:
+                        chunk, self._partial = self._partial, []
+                if full:
+                    # Put before appending more, so chunks stay in order.
                     self._put(chunk)
-                    chunk = []
+            with self._lock:
+                chunk, self._partial = self._partial, []
             if chunk:
                 self._put(chunk)
             self._put(_END)
@@ -101,6 +115,10 @@ class Prefetch:
             logger.info("Stopped downloading stream %s", self.name)
         except BaseException as exc:  # handed to the consumer, which raises it
             try:
+                with self._lock:
+                    chunk, self._partial = self._partial, []
+                if chunk:
+                    self._put(chunk)
                 self._put(exc)
             except PrefetchCancelled:
                 logger.info("Stream %s failed after it was stopped: %s", self.name, exc)
@@ -121,7 +139,13 @@ class Prefetch:
                 yield self._buffer.popleft()
             if self._finished:
                 return
-            item = self._queue.get()
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                with self._lock:
+                    item, self._partial = self._partial, []
+                if not item:
+                    item = self._queue.get()
             if item is _END:
                 self._finished = True
                 return

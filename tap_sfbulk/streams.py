@@ -242,9 +242,9 @@ class SObjectStream(Stream):
                             ) -> Iterator[dict[str, Any]]:
         """Run the Bulk query and yield typed records as result pages arrive.
 
-        Counts records, jobs and API calls in :attr:`stats`. The query job is closed after the
-        last row and aborted on any failure or early stop (including the caller closing this
-        generator).
+        Counts jobs and API calls in :attr:`stats` (records are counted as they are emitted).
+        The query job is closed after the last row and aborted on any failure or early stop
+        (including the caller closing this generator).
         """
         started = time.monotonic()
         prepared = prepared or self.prepare()
@@ -261,9 +261,7 @@ class SObjectStream(Stream):
                 rows = self._bulk1_rows(client, soql, columns, typer, include_deleted)
             else:
                 rows = self._bulk2_rows(client, soql, typer, include_deleted)
-            for record in rows:
-                self.stats.records += 1
-                yield record
+            yield from rows
         finally:
             self.stats.api_calls = client.api_calls
             self.stats.seconds = time.monotonic() - started
@@ -316,10 +314,10 @@ class SObjectStream(Stream):
 
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
         """Records from the download thread when the tap started one, else read inline."""
-        if self.prefetch is not None:
-            yield from self.prefetch
-        else:
-            yield from self.iter_source_records()
+        records = self.prefetch if self.prefetch is not None else self.iter_source_records()
+        for record in records:
+            self.stats.records += 1
+            yield record
 
     def abort_open_jobs(self) -> int:
         """Abort this stream's open Bulk jobs (used when the run stops early)."""

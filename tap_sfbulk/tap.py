@@ -437,7 +437,9 @@ class TapSfBulk(Tap):
                              if s.prefetch is not None and s.prefetch.ready()]
                     if not ready:
                         if active:
-                            wake.wait(0.5)
+                            # Producers notify per chunk; partial chunks are looked at
+                            # on this short timeout.
+                            wake.wait(0.1)
                         continue
                 for name in ready:
                     if name not in active:
