@@ -178,7 +178,6 @@ def _account(rng: _Random, n: int, stamp: str) -> dict[str, Any]:
     name = f"{COMPANY_WORDS[n % len(COMPANY_WORDS)]} {COMPANY_SUFFIXES[n % 8]} {n + 1}"
     row = {
         "Name": name,
-        "External_Id__c": _external("Account", n + 1),
         "Type": ACCOUNT_TYPES[n % len(ACCOUNT_TYPES)],
         "Industry": INDUSTRIES[rng.below(len(INDUSTRIES))],
         "Rating": RATINGS[n % 3],
@@ -239,7 +238,6 @@ def _contact(rng: _Random, n: int, account_id: str | None, stamp: str) -> dict[s
     row = {
         "FirstName": first,
         "LastName": last,
-        "External_Id__c": _external("Contact", n + 1),
         "AccountId": account_id,
         "Email": f"{_ascii(first) or 'contact'}.{_ascii(last) or 'person'}{n + 1}@example.com",
         "Phone": f"+1 212 555 {rng.below(10000):04d}",
@@ -265,7 +263,6 @@ def _opportunity(
     closed = stage.startswith("Closed")
     return {
         "Name": f"Deal {n + 1} - {TITLES[n % len(TITLES)]} renewal",
-        "External_Id__c": _external("Opportunity", n + 1),
         "AccountId": account_id,
         "StageName": stage,
         "Probability": probability,
@@ -291,7 +288,6 @@ def _case(
     status = CASE_STATUSES[rng.below(len(CASE_STATUSES))]
     row = {
         "Subject": CASE_SUBJECTS[rng.below(len(CASE_SUBJECTS))],
-        "External_Id__c": _external("Case", n + 1),
         "AccountId": account_id,
         "ContactId": contact_id,
         "Status": status,

@@ -815,41 +815,46 @@ class Org:
         obj = self._object(object_name)
         with self._lock:
             now = self.now()
-            keys: dict[str, None] = {}
+            keys: dict[str, None] = dict.fromkeys(rows[0])
+            known = keys.keys()
             for row in rows:
-                keys.update(dict.fromkeys(row))
+                if not known >= row.keys():
+                    keys.update(dict.fromkeys(row))
             columns = self._insert_columns(obj, set(keys))
             position = {name: i for i, name in enumerate(columns.names)}
-            template: list[Any] = [None] * len(columns.names)
-            for name, value in {**columns.defaults, **self._system_values(obj, now)}.items():
-                template[position[name]] = value
-            missing_ids = sum(1 for row in rows if not row.get("Id"))
-            fresh = iter(
-                _fast_ids(obj.key_prefix, self._next_numbers(obj.key_prefix, missing_ids))
-                if missing_ids and obj.key_prefix
-                else []
-            )
-            autos = [
-                (position[f.name], self._auto_numbers(obj, f, len(rows)))
-                for f in obj.fields.values()
-                if f.auto_number and f.name in position and f.name not in columns.given
-            ]
-            derive = self._list_deriver(obj, position)
-            id_pos = position["Id"]
-            records = []
-            out_ids = []
-            for n, row in enumerate(rows):
-                record = template.copy()
-                for key, value in row.items():
-                    record[position[key]] = value
-                if not record[id_pos]:
-                    record[id_pos] = next(fresh)
-                for pos, numbers in autos:
-                    record[pos] = numbers[n]
-                if derive is not None:
-                    derive(record)
-                out_ids.append(record[id_pos])
-                records.append(record)
+            count = len(rows)
+            system = self._system_values(obj, now)
+            given = {(obj.field(k).name if obj.field(k) else k): k for k in keys}  # type: ignore[union-attr]
+            column_values: list[Any] = []
+            for name in columns.names:
+                fallback = columns.defaults.get(name, system.get(name))
+                if name in given:
+                    key = given[name]
+                    if fallback is None:
+                        column_values.append([row.get(key) for row in rows])
+                    else:
+                        column_values.append(
+                            [fallback if (v := row.get(key)) is None else v for row in rows]
+                        )
+                else:
+                    column_values.append([fallback] * count)
+            ids = column_values[position["Id"]]
+            missing = [i for i, value in enumerate(ids) if not value]
+            if missing:
+                if not obj.key_prefix:
+                    raise BatchError(f"InvalidBatch : Entity '{obj.name}' has no key prefix")
+                fresh = _fast_ids(obj.key_prefix, self._next_numbers(obj.key_prefix, len(missing)))
+                if len(missing) == count:
+                    ids = column_values[position["Id"]] = fresh
+                else:
+                    for i, new_id in zip(missing, fresh, strict=True):
+                        ids[i] = new_id
+            for fdef in obj.fields.values():
+                if fdef.auto_number and fdef.name in position and fdef.name not in given:
+                    column_values[position[fdef.name]] = self._auto_numbers(obj, fdef, count)
+            self._derive_columns(obj, position, column_values)
+            records = list(zip(*column_values, strict=True))
+            out_ids = list(ids)
             self._conn.execute("BEGIN")
             try:
                 self._conn.executemany(columns.sql, records)
