@@ -82,6 +82,8 @@ class RunTally:
         self._streams: dict[str, StreamTally] = {}
         self._file: IO[str] | None = None
         self._logged = 0
+        #: Records not loaded so far (read without the lock on the per-record hot path).
+        self.not_loaded_count = 0
         if self.path is not None:
             self._file = self._open(self.path)
 
@@ -126,6 +128,7 @@ class RunTally:
                 else:
                     tally.updated += 1
                 return
+            self.not_loaded_count += 1
             if outcome.status == FAILED:
                 tally.failed += 1
             elif outcome.status == UNPROCESSED:

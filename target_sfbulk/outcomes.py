@@ -261,6 +261,9 @@ class ResultJoiner:
             self._columns = list(range(len(self.header)))
             normalisers = [cell_normaliser(types.get(name)) for name in self.header]
         self._normalisers = normalisers
+        # Only typed columns need normalising; text compares as it is (the hot path of a join).
+        self._typed = [(i, f) for i, f in enumerate(normalisers) if f is not _identity]
+        self._whole = self._columns == list(range(len(self.header)))
         self._pending: dict[tuple[str, ...], deque[int]] = defaultdict(deque)
         self.rows = 0
         for position, row in enumerate(rows):
@@ -272,10 +275,13 @@ class ResultJoiner:
                                    "before reaching it)")
 
     def _project(self, cells: Sequence[str]) -> tuple[str, ...]:
-        out = []
-        for column, normalise in zip(self._columns, self._normalisers, strict=True):
-            cell = cells[column] if column < len(cells) else ""
-            out.append(normalise(cell))
+        width = len(self.header)
+        if self._whole and len(cells) == width:
+            out = list(cells)
+        else:
+            out = [cells[c] if c < len(cells) else "" for c in self._columns]
+        for position, normalise in self._typed:
+            out[position] = normalise(out[position])
         return tuple(out)
 
     def _positions(self, echoed_header: Sequence[str]) -> list[int]:

@@ -131,6 +131,7 @@ class SalesforceSink(BatchSink):
         report = self.mapper.check_schema(self.schema.get("properties") or {})
         self.references = self._referenced_objects(describe, report.loaded.values())
         self.delete_operation = "hardDelete" if self.config.get("hard_delete") else "delete"
+        self._tally = target.tally.stream(self.stream_name)
         self.logger.info(
             "Stream %s → %s (%s%s): %d field(s) loaded%s", self.stream_name, self.object_name,
             operation, f" by {self.external_id_field}" if self.external_id_field else "",
@@ -171,7 +172,8 @@ class SalesforceSink(BatchSink):
 
     def process_record(self, record: dict, context: dict) -> None:
         """Map the record now; keep it with its row until the batch drains."""
-        self._sf_target.tally.received(self.stream_name)
+        # Counted without the tally's lock: only this sink's own thread touches its counts.
+        self._tally.received += 1
         prepared = self._prepare(record)
         if prepared is None:
             return

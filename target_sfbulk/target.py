@@ -205,6 +205,7 @@ class TargetSfBulk(Target):
         self._drain_lock = threading.RLock()
         self.tally = RunTally(self.config.get("failed_records_path"))
         self._stopping = False
+        self._max_failed = int(self.config.get("max_failed_records") or 0)
 
     # -- settings --------------------------------------------------------------------------------
 
@@ -331,7 +332,7 @@ class TargetSfBulk(Target):
 
     def _process_record_message(self, message_dict: dict) -> None:
         super()._process_record_message(message_dict)
-        if self.tally.not_loaded > int(self.config.get("max_failed_records") or 0):
+        if self.tally.not_loaded_count > self._max_failed:
             self._check_failures()
 
     def _process_batch_message(self, message_dict: dict) -> None:

@@ -4,7 +4,9 @@ batches and the command line."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
+import io
 import json
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from sfbulk.emulator.bulk1 import Bulk1Job
+from target_sfbulk.target import TargetSfBulk
 from tests.target.support import add_external_id, config, jobs, record, rows, run, schema, state
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,9 +127,10 @@ def test_about_markdown_lists_settings_and_secrets():
                     "content_type", "unknown_fields", "binary_root", "hard_delete",
                     "jwt_private_key", "refresh_token"):
         assert f"| {setting}" in text, setting
-    about = json.loads(subprocess.run(
-        [sys.executable, "-m", "target_sfbulk.target", "--about", "--format=json"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60, check=True).stdout)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        TargetSfBulk.print_about("json")
+    about = json.loads(out.getvalue())
     props = about["settings"]["properties"]
     secrets = sorted(k for k, v in props.items() if v.get("secret"))
     assert secrets == ["access_token", "client_secret", "jwt_private_key",
