@@ -1870,7 +1870,7 @@ def _store() -> SObjectDef:
 
 
 def _type_sample() -> SObjectDef:
-    c = {"custom": True}
+    c: dict[str, Any] = {"custom": True}
     fields = [
         *custom_head("Type Sample"),
         *custom_tail(),
@@ -2134,10 +2134,10 @@ def field_from_metadata(
         type_ = {"Number": "double", "Currency": "currency", "Percent": "percent"}[md_type]
         return [make(type_, precision=precision, scale=scale)]
     if md_type == "Checkbox":
-        default = (_text_of(elem, "defaultValue") or "false").lower() == "true"
+        checked = (_text_of(elem, "defaultValue") or "false").lower() == "true"
         if formula is not None:
             return [make("boolean", default_value=None)]
-        return [make("boolean", nillable=False, defaulted_on_create=True, default_value=default)]
+        return [make("boolean", nillable=False, defaulted_on_create=True, default_value=checked)]
     if md_type in ("Date", "DateTime", "Time", "Email", "Phone", "Url"):
         type_ = {
             "Date": "date",

@@ -70,7 +70,8 @@ def _default_plan(plans: list[Path]) -> Path | None:
             if plan.name == preferred:
                 return plan
     small = [p for p in plans if "large" not in p.name.lower()]
-    return (small or plans or [None])[0]
+    candidates = small or plans
+    return candidates[0] if candidates else None
 
 
 def _choose_plan(project: Path, plan: str | Path | None) -> Path | None:

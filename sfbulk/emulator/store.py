@@ -824,7 +824,10 @@ class Org:
             position = {name: i for i, name in enumerate(columns.names)}
             count = len(rows)
             system = self._system_values(obj, now)
-            given = {(obj.field(k).name if obj.field(k) else k): k for k in keys}  # type: ignore[union-attr]
+            given: dict[str, str] = {}
+            for key in keys:
+                fdef = obj.field(key)
+                given[fdef.name if fdef is not None else key] = key
             column_values: list[Any] = []
             for name in columns.names:
                 fallback = columns.defaults.get(name, system.get(name))
@@ -875,7 +878,10 @@ class Org:
     def _insert_columns(self, obj: SObjectDef, keys: set[str]) -> Org._InsertColumns:
         names = ["Id", "IsDeleted"]
         defaults: dict[str, Any] = {"IsDeleted": 0}
-        given = {obj.field(k).name if obj.field(k) else k for k in keys}
+        given = set()
+        for key in keys:
+            known = obj.field(key)
+            given.add(known.name if known is not None else key)
         for fdef in obj.column_fields():
             if fdef.name in ("Id", "IsDeleted"):
                 continue
@@ -1101,10 +1107,10 @@ class Org:
                 raise BatchError(f"InvalidBatch : Field name not found : {key}")
             columns[key] = _Column(key, "field", fdef, make_converter(fdef, col))
         plan = _Plan(obj, columns, id_key)
-        for key, col in columns.items():
-            fdef = col.fdef
+        for key, column in columns.items():
+            fdef = column.fdef
             if (
-                col.kind == _FIELD
+                column.kind == _FIELD
                 and fdef is not None
                 and fdef.type in _PLAIN_TEXT_TYPES
                 and not (fdef.restricted_picklist and fdef.picklist_values)
@@ -1594,30 +1600,6 @@ class Org:
             w.record_id = new_id
             w.created = True
         self._conn.executemany(columns.sql, records)
-
-    def _list_deriver(
-        self, obj: SObjectDef, position: dict[str, int]
-    ) -> Callable[[list[Any]], None] | None:
-        """A function filling derived columns (person Name, BodyLength) of a row list in place."""
-        person = self._needs_derive(obj) and "LastName" in position and "Name" in position
-        body_pos = position.get("Body") if "BodyLength" in position else None
-        if not person and body_pos is None:
-            return None
-        first_pos = position.get("FirstName", -1)
-        last_pos = position.get("LastName", 0)
-        name_pos = position.get("Name", 0)
-        length_pos = position.get("BodyLength", 0)
-
-        def derive(record: list[Any]) -> None:
-            if person:
-                first = record[first_pos] if first_pos >= 0 else None
-                last = record[last_pos]
-                record[name_pos] = f"{first} {last}" if first and last else (first or last)
-            if body_pos is not None:
-                body = record[body_pos]
-                record[length_pos] = len(body) if body is not None else None
-
-        return derive
 
     def _derive_columns(
         self, obj: SObjectDef, position: dict[str, int], columns: list[list[Any]]
