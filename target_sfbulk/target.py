@@ -286,12 +286,13 @@ class TargetSfBulk(Target):
 
     def _drain_all(self, sink_list: Iterable[Sink], parallelism: int) -> None:
         """Drain in waves, parents first; sinks of one wave in parallel."""
-        sinks = [sink for sink in sink_list if sink.current_size or
-                 getattr(sink, "has_pending", False)]
+        sinks = [sink for sink in sink_list if sink.current_size]
         if not sinks:
             return
-        objects = {sink: getattr(sink, "object_name", sink.stream_name) for sink in sinks}
-        references = {sink: getattr(sink, "references", set()) for sink in sinks}
+        objects: dict[Sink, str] = {
+            sink: getattr(sink, "object_name", sink.stream_name) for sink in sinks}
+        references: dict[Sink, set[str]] = {
+            sink: getattr(sink, "references", set()) for sink in sinks}
         for wave in waves(sinks, objects, references):
             if parallelism == 1 or len(wave) == 1:
                 for sink in wave:
