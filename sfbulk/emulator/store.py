@@ -1359,11 +1359,14 @@ class Org:
                 w.values[col.fdef.name] = matches[0]
 
     def _fetch_rows(self, obj: SObjectDef, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The rows with these ids: just what a save needs (id, deletion, derived-field inputs)."""
         out: dict[str, dict[str, Any]] = {}
+        wanted = ["Id", "IsDeleted"] + [n for n in ("FirstName", "LastName") if n in obj.fields]
+        select = ", ".join(_quote(n) for n in wanted)
         for chunk in _chunks(list(ids)):
             marks = ", ".join("?" for _ in chunk)
             cursor = self._conn.execute(
-                f'SELECT * FROM {_quote(obj.name)} WHERE "Id" IN ({marks})', list(chunk)
+                f'SELECT {select} FROM {_quote(obj.name)} WHERE "Id" IN ({marks})', list(chunk)
             )
             names = [d[0] for d in cursor.description]
             for row in cursor.fetchall():
