@@ -702,8 +702,11 @@ class Org:
                         f"ALTER TABLE {_quote(obj.name)} ADD COLUMN {_quote(name)} {sql}"
                     )
                     existing.add(name)
+        # External ids and unique fields are indexed: upserts and uniqueness checks look them up
+        # on every save. Other idLookup fields (Email, Name...) are not: their index would slow
+        # every insert for the rare `ReportsTo.Email` column, which a table scan serves.
         for fdef in obj.fields.values():
-            if fdef.name != "Id" and (fdef.external_id or fdef.unique or fdef.id_lookup):
+            if fdef.name != "Id" and (fdef.external_id or fdef.unique):
                 if fdef.is_compound or fdef.sql_type != "TEXT":
                     continue
                 collate = "" if fdef.case_sensitive else " COLLATE NOCASE"
@@ -1185,6 +1188,13 @@ class Org:
             assert fdef is not None
             pending: Iterable[tuple[_Row, Any]] = zip(work, column, strict=True)
             fast = plan.fast_text.get(key, 0)
+            if fast and missing not in column and set(map(type, column)) == {str}:
+                lengths = set(map(len, column))
+                if 0 not in lengths and max(lengths) <= fast:
+                    # Every value is a clean string: checked in bulk, assigned as is.
+                    for w, value in zip(work, column, strict=True):
+                        w.values[name] = value
+                    continue
             if fast or (kind == _FIELD and (is_ref or fdef.type == "date")):
                 slow: list[tuple[_Row, Any]] = []
                 if fast:
