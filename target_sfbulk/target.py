@@ -180,6 +180,9 @@ class TargetSfBulk(Target):
                     description="Longest wait between job status polls."),
         th.Property("job_timeout_seconds", th.NumberType, default=3600.0,
                     description="A job not finished after this long is aborted."),
+        th.Property("max_api_share", th.NumberType,
+                    description="Stop before starting a Bulk job once this share (0-1) of the "
+                                "org's daily API requests is used. Unset: no check."),
     ).to_dict()
 
     @classmethod
@@ -221,6 +224,9 @@ class TargetSfBulk(Target):
         for name in ("max_failed_records", "lock_retry_attempts"):
             if int(config.get(name) or 0) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        share = config.get("max_api_share")
+        if share is not None and not 0 < float(share) <= 1:
+            raise ConfigError("max_api_share must be above 0 and at most 1")
         if config.get("bulk_api", "2.0") == "2.0" and config.get("content_type", "CSV") != "CSV":
             raise ConfigError("content_type JSON or XML needs bulk_api 1.0 (Bulk 2.0 takes CSV)")
         if config.get("bulk_api", "2.0") == "2.0" and config.get("concurrency_mode") == "Serial":
@@ -248,7 +254,9 @@ class TargetSfBulk(Target):
     @cached_property
     def client(self) -> SalesforceClient:
         auth = SalesforceAuth.from_config(self.auth_config())
+        share = self.config.get("max_api_share")
         return SalesforceClient(auth, str(self.config.get("api_version") or DEFAULT_API_VERSION),
+                                max_api_share=float(share) if share is not None else None,
                                 pool_size=max(16, self.max_parallelism * 2))
 
     @cached_property
