@@ -225,13 +225,16 @@ class TargetRun:
 
 
 def run_target(server: Any, messages: list[dict[str, Any]], *, max_retries: int = 3,
-               **config: Any) -> TargetRun:
+               load: dict[str, Any] | None = None, **config: Any) -> TargetRun:
     """Run target-sfbulk in this process over real HTTP; never raises (see ``.error``).
 
     The HTTP client's retry policy is shortened (waits of a few milliseconds, ``max_retries``
     retries) so a persistent fault exhausts quickly; the retry rules themselves are unchanged.
+    ``load`` replaces fields of the loader's settings (e.g. ``max_batch_rows``) to reach
+    Salesforce's batch limits with a few records.
     """
     import contextlib
+    import dataclasses
     import io
 
     from sfbulk.http import RetryPolicy
@@ -244,6 +247,8 @@ def run_target(server: Any, messages: list[dict[str, Any]], *, max_retries: int 
         target = TargetSfBulk(config=target_config(server, **config))
         target.client.retry_policy = RetryPolicy(max_retries=max_retries, max_seconds=10.0,
                                                  backoff_factor=0.02, backoff_max=0.1)
+        if load:
+            target.loader.settings = dataclasses.replace(target.loader.settings, **load)
         with contextlib.redirect_stdout(out):
             target.listen(io.StringIO(messages_text(messages)))
     except (Exception, SystemExit) as exc:  # the test inspects it
