@@ -230,6 +230,7 @@ def meltano_overrides(plan: Sequence[ObjectCopy]) -> dict[str, str]:
             spec["external_id_field"] = copy.key
         streams[copy.name] = spec
     return {
+        "TAP_SFBULK_STREAMS": json.dumps([copy.name for copy in plan]),
         "TAP_SFBULK__SELECT": json.dumps([f"{copy.name}.*" for copy in plan]),
         "TAP_SFBULK_RELATED_FIELDS": json.dumps(
             {copy.name: copy.related for copy in plan if copy.related}
