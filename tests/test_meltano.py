@@ -23,7 +23,7 @@ import yaml
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-import sync_settings  # noqa: E402
+import sync_settings
 
 PLUGINS = {"tap-sfbulk": "extractors", "target-sfbulk": "loaders"}
 SCHEMA_IN_PACKAGE = "meltano/schemas/meltano.schema.json"
