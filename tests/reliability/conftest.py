@@ -262,3 +262,39 @@ def external_ids(server: Any, obj: str = "Account") -> list[str]:
     """``External_Id__c`` of every live record of ``obj``, sorted (duplicates kept)."""
     return sorted(row[0] for row in server.state.org.query(
         f"SELECT External_Id__c FROM {obj}"))
+
+
+def write_config(path: Path, config: dict[str, Any]) -> str:
+    """Write a plugin config file with private permissions (it holds credentials)."""
+    path.write_text(json.dumps(config), encoding="utf-8")
+    path.chmod(0o600)
+    return str(path)
+
+
+def source_config(server: Any, **overrides: Any) -> dict[str, Any]:
+    """A tap config for ``server``: fast polls, one stream at a time."""
+    from tests.conftest import emulator_config
+
+    base = {"poll_interval_max_seconds": 0.05, "max_parallel_streams": 1}
+    return emulator_config(server, **{**base, **overrides})
+
+
+#: Target settings that copy the demo org's Accounts and Contacts into another org by their
+#: external ids: the source's own ids and owner/parent references mean nothing there.
+COPY_STREAMS = {
+    "Account": {"exclude_fields": ["Id", "ParentId", "OwnerId", "MasterRecordId"]},
+    "Contact": {"exclude_fields": ["Id", "AccountId", "OwnerId", "MasterRecordId",
+                                   "ReportsToId"]},
+}
+
+
+def copy_config(server: Any, **overrides: Any) -> dict[str, Any]:
+    """A target config that upserts the tap's Accounts/Contacts into ``server``."""
+    return target_config(server, action="upsert", external_id_field="External_Id__c",
+                         unknown_fields="drop", streams=COPY_STREAMS, **overrides)
+
+
+def last_state(lines: list[str]) -> Any:
+    """The value of the last STATE a target wrote (one JSON value per line), or None."""
+    values = [json.loads(line) for line in lines if line.strip()]
+    return values[-1] if values else None
