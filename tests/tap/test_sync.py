@@ -457,3 +457,46 @@ def test_batch_messages_write_gzipped_jsonl(demo_emulator, tmp_path) -> None:
     stamps = [r["SystemModstamp"] for r in by_stream["Account"]]
     assert run.bookmark("Account") == max(stamps)
     assert "progress_markers" not in json.dumps(run.final_state)
+
+
+@pytest.mark.parametrize("bulk_api", ["2.0", "1.0"])
+def test_job_timeout_aborts_the_job(emulator_factory, bulk_api: str) -> None:
+    server = emulator_factory(seed="demo", records=20)
+    server.state.faults.configure({"never_finish": True})
+    config = emulator_config(server, streams=["Account"], job_timeout_seconds=1.5,
+                             bulk_api=bulk_api, pk_chunking="off",
+                             poll_interval_max_seconds=0.5, upper_bound_lag_seconds=0)
+    run = run_tap(config, expect_error=StreamSyncError)
+    assert "Account:" in str(run.error) and "after 2 s" in str(run.error)
+    jobs = server.state.jobs.jobs()
+    assert [job.state for job in jobs] == ["Aborted"]
+
+
+def test_job_aborted_by_someone_else_fails_the_stream(emulator_factory) -> None:
+    import threading
+    import time
+
+    from sfbulk.bulk2 import Bulk2
+    from tap_sfbulk.connection import Connection
+
+    server = emulator_factory(seed="demo", records=20)
+    server.state.faults.configure({"never_finish": True})
+    config = emulator_config(server, streams=["Account"], poll_interval_max_seconds=0.2,
+                             upper_bound_lag_seconds=0)
+    admin = Connection(config).new_client()
+
+    def abort_when_seen() -> None:
+        for _ in range(100):
+            jobs = server.state.jobs.jobs()
+            if jobs:
+                Bulk2(admin).abort_query_job(jobs[0].id)
+                return
+            time.sleep(0.05)
+
+    aborter = threading.Thread(target=abort_when_seen)
+    aborter.start()
+    run = run_tap(config, expect_error=StreamSyncError)
+    aborter.join()
+    assert "Account:" in str(run.error)
+    assert "Aborted" in str(run.error)
+    assert "Account" not in run.records
