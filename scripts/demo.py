@@ -44,6 +44,15 @@ from sfbulk.http import SalesforceClient
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECORDS = 3000
+#: The Meltano command line of the copy (after ``meltano`` and its log level).
+MELTANO_RUN_ARGS = (
+    "--environment=demo",
+    "run",
+    "--full-refresh",
+    "--refresh-catalog",
+    "tap-sfbulk",
+    "target-sfbulk",
+)
 #: Field types a copy cannot carry as plain values (compound parents, binary, the record id).
 _NOT_COPIED_TYPES = frozenset({"address", "location", "base64", "id", "reference"})
 
@@ -145,11 +154,15 @@ def sfdx_plan(
             skipped[name] = "the Bulk API cannot access it (enableBulkApi is false)"
             continue
         references = [
-            f for f in obj.fields.values()
-            if f.type == "reference" and f.createable and f.relationship_name
-            and f.reference_to and f.reference_to[0] in summary.records
+            f
+            for f in obj.fields.values()
+            if f.type == "reference"
+            and f.createable
+            and f.relationship_name
+            and f.reference_to
+            and f.reference_to[0] in summary.records
             and _has_values(org, name, f.name)
-        ]  # fmt: skip
+        ]
         missing = [
             f"{f.name} → {f.reference_to[0]}"
             for f in references
@@ -205,9 +218,10 @@ def _parent_key(org: Any, parent: Any, child: str, lookup: str) -> str | None:
     """A field of ``parent`` whose value identifies each parent the child rows point at."""
     candidates = [f for f in parent.fields.values() if f.external_id and f.name != "Id"]
     candidates += [
-        f for f in parent.fields.values()
+        f
+        for f in parent.fields.values()
         if f.id_lookup and not f.external_id and f.name != "Id" and f.type == "string"
-    ]  # fmt: skip
+    ]
     referenced = {v for v in _values(org, child, lookup) if v is not None}
     for candidate in candidates:
         rows = list(org.query(f"SELECT Id, {candidate.name} FROM {parent.name}"))
@@ -400,10 +414,12 @@ def copied_fields(describe: Mapping[str, Any], copy: ObjectCopy) -> list[str]:
     """Fields whose values the copy must carry unchanged: createable plain fields."""
     excluded = {name.lower() for name in copy.exclude}
     return [
-        f["name"] for f in describe["fields"]
-        if f.get("createable") and f["type"] not in _NOT_COPIED_TYPES
+        f["name"]
+        for f in describe["fields"]
+        if f.get("createable")
+        and f["type"] not in _NOT_COPIED_TYPES
         and f["name"].lower() not in excluded
-    ]  # fmt: skip
+    ]
 
 
 def compare_object(
@@ -476,18 +492,23 @@ def _short(value: Any, limit: int = 200) -> str:
 
 
 def run_meltano(meltano: str, env: Mapping[str, str], log_path: Path, timeout: float) -> int:
-    """``meltano --environment=demo run --full-refresh tap-sfbulk target-sfbulk``; its output goes
-    to ``log_path``. Returns the exit code (a run still going after ``timeout`` is stopped)."""
-    command = [
-        meltano, "--environment=demo", "--log-level=info", "run",
-        "--full-refresh", "--refresh-catalog", "tap-sfbulk", "target-sfbulk",
-    ]  # fmt: skip
+    """``meltano`` with :data:`MELTANO_RUN_ARGS`; its output goes to ``log_path``.
+
+    ``--full-refresh`` because both orgs are new on every demo run, so a bookmark from an earlier
+    run means nothing; ``--refresh-catalog`` because the orgs' schema may differ (a DX project).
+    Returns the exit code (a run still going after ``timeout`` is stopped: 124).
+    """
+    command = [meltano, "--log-level=info", *MELTANO_RUN_ARGS]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w", encoding="utf-8") as log:
         process = subprocess.Popen(  # noqa: S603 - the Meltano installed by demo.sh
-            command, cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+            command,
+            cwd=ROOT,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         try:
             return process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -526,13 +547,17 @@ def print_report(
 ) -> None:
     """The per-object table and the API calls each org answered."""
     print("", file=out)
-    print(f"{'Object':<18}{'Source':>8}{'Destination':>13}{'References':>16}{'Fields':>8}  Values",
-          file=out)  # fmt: skip
+    print(
+        f"{'Object':<18}{'Source':>8}{'Destination':>13}{'References':>16}{'Fields':>8}  Values",
+        file=out,
+    )
     for r in results:
         refs = f"{r.resolved}/{r.references}" if r.references else "-"
         values = "equal" if not r.differences else f"{len(r.differences)} differ"
-        print(f"{r.name:<18}{r.source:>8}{r.destination:>13}{refs:>16}{r.fields:>8}  {values}",
-              file=out)  # fmt: skip
+        print(
+            f"{r.name:<18}{r.source:>8}{r.destination:>13}{refs:>16}{r.fields:>8}  {values}",
+            file=out,
+        )
     print("", file=out)
     for side in ("source", "destination"):
         stats = usage[side]
@@ -638,16 +663,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.callback(source.stop)
         destination = start_org("destination", dest_args)
         stack.callback(destination.stop)
-        print(f"source org {source.url}, destination org {destination.url} "
-              f"({time.monotonic() - started:.1f}s)", file=out, flush=True)  # fmt: skip
+        print(
+            f"source org {source.url}, destination org {destination.url} "
+            f"({time.monotonic() - started:.1f}s)",
+            file=out,
+            flush=True,
+        )
 
         started = time.monotonic()
-        code = run_meltano(args.meltano, meltano_env(plan_env, source, destination), args.log,
-                           args.timeout)  # fmt: skip
+        code = run_meltano(
+            args.meltano, meltano_env(plan_env, source, destination), args.log, args.timeout
+        )
         elapsed = time.monotonic() - started
         if code != 0:
-            print(f"meltano run failed with exit code {code} after {elapsed:.1f}s; "
-                  f"last lines of {args.log}:", file=out)  # fmt: skip
+            print(
+                f"meltano run failed with exit code {code} after {elapsed:.1f}s; "
+                f"last lines of {args.log}:",
+                file=out,
+            )
             lines = args.log.read_text(encoding="utf-8", errors="replace").splitlines()
             for line in lines[-40:]:
                 print(f"  {line}", file=out)

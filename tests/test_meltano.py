@@ -58,10 +58,22 @@ def meltano_schema(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         return json.loads(Path(installed[0]).read_text(encoding="utf-8"))
     target = tmp_path_factory.mktemp("meltano-wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-         "--disable-pip-version-check", "-d", str(target), MELTANO_REQUIREMENT],
-        check=True, timeout=240,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-d",
+            str(target),
+            MELTANO_REQUIREMENT,
+        ],
+        check=True,
+        timeout=240,
+    )
     wheel = next(target.glob("meltano-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         return json.loads(archive.read(SCHEMA_IN_PACKAGE))
@@ -196,8 +208,14 @@ def test_each_settings_group_is_a_login_the_auth_layer_accepts(name: str, tmp_pa
             partial = {k: v for k, v in config.items() if k != renames.get(missing, missing)}
             with pytest.raises(ConfigError):
                 SalesforceAuth.from_config(partial)
-    assert grants == ["password", "refresh_token", "jwt", "jwt", "client_credentials",
-                      "access_token"]
+    assert grants == [
+        "password",
+        "refresh_token",
+        "jwt",
+        "jwt",
+        "client_credentials",
+        "access_token",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
