@@ -226,7 +226,8 @@ class Loader:
             if isinstance(item, RejectedRecord):
                 field = f" ({item.field})" if item.field else ""
                 rejected[item.key] = Outcome(REJECTED, code="INVALID_VALUE",
-                                             message=f"{item.reason}{field}".strip())
+                                             message=f"{item.reason}{field}".strip(),
+                                             fields=(item.field,) if item.field else ())
             elif isinstance(item, Payload):
                 payloads.append(item)
             else:
