@@ -155,8 +155,16 @@ class RunTally:
             "record": dict(record),
         }
         if self._file is not None:
-            self._file.write(json.dumps(entry, ensure_ascii=False, default=_json_default,
-                                        separators=(",", ":")) + "\n")
+            line = json.dumps(entry, ensure_ascii=False, default=_json_default,
+                              separators=(",", ":"))
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:
+                # Input bytes that were not UTF-8 reach us as lone surrogates; written raw they
+                # would stop the run. Escaped (\udcff) the line stays valid JSON and UTF-8.
+                line = json.dumps(entry, ensure_ascii=True, default=_json_default,
+                                  separators=(",", ":"))
+            self._file.write(line + "\n")
             return
         self._logged += 1
         if self._logged <= LOGGED_FAILURES:
