@@ -27,12 +27,14 @@ from pathlib import Path
 from types import FrameType
 
 from singer_sdk import typing as th
+from singer_sdk.exceptions import FatalSyncError, InvalidRecord
 from singer_sdk.helpers.capabilities import (
     TARGET_HARD_DELETE_CONFIG,
     CapabilitiesEnum,
     PluginCapabilities,
     TargetCapabilities,
 )
+from singer_sdk.singerlib.exceptions import SingerReadError
 from singer_sdk.target_base import Target
 
 from sfbulk.auth import SalesforceAuth
@@ -396,6 +398,14 @@ class TargetSfBulk(Target):
             super().invoke(*args, **kwargs)
         except (ConfigError, TooManyFailedRecordsError, UnbalancedOutcomesError) as exc:
             cls.logger.error("%s", exc)
+            sys.exit(1)
+        except (SingerReadError, FatalSyncError, InvalidRecord, UnicodeDecodeError) as exc:
+            # Input that is not a Singer stream (a line that is not JSON or not UTF-8, a RECORD
+            # before its SCHEMA): one line naming the problem, not a traceback. Long lines are
+            # cut.
+            text = " ".join(str(exc).split())
+            cls.logger.error("Invalid Singer input: %s", text[:300] + ("…" if len(text) > 300
+                                                                       else ""))
             sys.exit(1)
         except SalesforceError as exc:
             cls.logger.error("Salesforce error: %s", exc)
