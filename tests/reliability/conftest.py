@@ -290,8 +290,9 @@ COPY_STREAMS = {
 
 def copy_config(server: Any, **overrides: Any) -> dict[str, Any]:
     """A target config that upserts the tap's Accounts/Contacts into ``server``."""
-    return target_config(server, action="upsert", external_id_field="External_Id__c",
-                         unknown_fields="drop", streams=COPY_STREAMS, **overrides)
+    settings = {"action": "upsert", "external_id_field": "External_Id__c",
+                "unknown_fields": "drop", "streams": COPY_STREAMS}
+    return target_config(server, **{**settings, **overrides})
 
 
 def last_state(lines: list[str]) -> Any:
