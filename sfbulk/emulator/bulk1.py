@@ -1716,6 +1716,10 @@ async def create_job(request: Request) -> Response:
         getattr(obj, "queryable", True) and getattr(obj, "bulk_queryable", True)
     ):
         raise Bulk1Error("InvalidEntity", f"Entity '{obj.name}' is not supported by the Bulk API.")
+    if not obj.bulk_api:
+        # "Allow Bulk API Access" off (metadata enableBulkApi=false): Salesforce refuses every
+        # Bulk job on the object, ingest as well as query, when the job is created.
+        raise Bulk1Error("InvalidEntity", f"Entity '{obj.name}' is not supported by the Bulk API.")
     if values.get("state") not in (None, "", "Open"):
         raise Bulk1Error("InvalidJob", "A new job can only be created in state Open")
     content_type = values.get("contentType") or "XML"

@@ -1150,6 +1150,10 @@ class Bulk2Api:
         obj = state.org.catalog.get(object_name)
         if obj is None:
             raise _HttpError(400, "INVALIDENTITY", f"Unable to find object: {object_name}")
+        if not obj.bulk_api:
+            # "Allow Bulk API Access" off (metadata enableBulkApi=false): refused at create,
+            # with the same answer a Bulk 2.0 query on the object gets.
+            raise _HttpError(400, "INVALIDENTITY", f"{obj.name} is not supported by the Bulk API")
         external_id = _text_field(body, "externalIdFieldName")
         if operation == "upsert":
             if not external_id:

@@ -10,7 +10,11 @@ REST resources (``/services/data/vNN.N/…``, every version from 20.0 to 66.0 al
 - ``GET …/query?q=`` / ``…/queryAll?q=`` and their ``nextRecordsUrl`` pages;
 - ``POST …/sobjects/X``, ``GET|PATCH|DELETE …/sobjects/X/{id}`` and
   ``PATCH …/sobjects/X/{field}/{value}`` (upsert by external id), as simple-salesforce uses them;
-- ``POST …/composite/batch`` (up to 25 subrequests, ``haltOnError``).
+- ``POST …/composite/batch`` (up to 25 subrequests, ``haltOnError``);
+- sObject Collections: ``POST|PATCH|DELETE …/composite/sobjects`` (create, update by Id,
+  delete by ``ids``) and ``PATCH …/composite/sobjects/X/{ExternalIdField}`` (upsert), up to
+  200 records a call, ``allOrNone``, one result per record in input order. They work on
+  objects whose Bulk API access is off, as in a real org.
 
 Errors use REST's array form ``[{"message": …, "errorCode": …}]``. Sessions, the version and
 the daily allocation are checked by the accounting middleware before any handler here runs.
@@ -499,6 +503,40 @@ def _record_body(request_body: bytes, obj: SObjectDef, operation: str) -> dict[s
                 f"Cannot deserialize instance of {obj.name} from a non-object value",
             )
         )
+    row, refused = _record_row(data, obj, operation)
+    if refused:
+        raise _RequestError(_refused_fields_response(refused))
+    return row
+
+
+def _refused_fields_message(refused: Sequence[str]) -> str:
+    return (
+        f"Unable to create/update fields: {', '.join(refused)}. Please check the security "
+        "settings of this field and verify that it is read/write for your profile or "
+        "permission set."
+    )
+
+
+def _refused_fields_response(refused: Sequence[str]) -> Response:
+    return error_response(
+        400, "INVALID_FIELD_FOR_INSERT_UPDATE", _refused_fields_message(refused), refused
+    )
+
+
+def _record_row(
+    data: dict[str, Any], obj: SObjectDef, operation: str, *, id_in_body: bool = False
+) -> tuple[dict[str, Any], list[str]]:
+    """One JSON record as store columns, and the fields the operation may not set.
+
+    Unknown fields and relationships fail the whole request (Salesforce cannot deserialize
+    the body); fields that exist but are read-only for ``operation`` are returned, so the
+    caller decides whether that fails the request (one record) or just this record
+    (sObject Collections). ``id_in_body``: the record names itself by ``Id`` (a collections
+    update), so ``Id`` is kept as the key rather than refused as read-only.
+
+    Raises:
+        _RequestError: an unknown field or a malformed relationship value.
+    """
     row: dict[str, Any] = {}
     refused: list[str] = []
     for key, value in data.items():
@@ -533,6 +571,9 @@ def _record_body(request_body: bytes, obj: SObjectDef, operation: str) -> dict[s
                     400, "INVALID_FIELD", f"No such column '{key}' on sobject of type {obj.name}"
                 )
             )
+        if fdef.name == "Id" and id_in_body:
+            row["Id"] = value
+            continue
         allowed = fdef.createable if operation == "insert" else fdef.updateable
         if operation == "upsert":
             allowed = fdef.createable or fdef.updateable
@@ -540,18 +581,7 @@ def _record_body(request_body: bytes, obj: SObjectDef, operation: str) -> dict[s
             refused.append(fdef.name)
             continue
         row[fdef.name] = value
-    if refused:
-        raise _RequestError(
-            error_response(
-                400,
-                "INVALID_FIELD_FOR_INSERT_UPDATE",
-                f"Unable to create/update fields: {', '.join(refused)}. Please check the security "
-                "settings of this field and verify that it is read/write for your profile or "
-                "permission set.",
-                refused,
-            )
-        )
-    return row
+    return row, refused
 
 
 def _write_errors(result: Any) -> Response:
@@ -775,6 +805,400 @@ def _with_body(handler: Any) -> Any:
     endpoint.__doc__ = handler.__doc__
     endpoint.__name__ = handler.__name__
     return endpoint
+
+
+# ---------------------------------------------------------------------------------------------
+# sObject Collections
+
+#: Records (or ids) one sObject Collections call takes.
+COLLECTION_MAX = 200
+EXCEEDED_ID_LIMIT_MESSAGE = (
+    "record limit reached. cannot submit more than 200 records into this call"
+)
+ROLLED_BACK = (
+    "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+    "Record rolled back because not all records were valid and the request was using "
+    "AllOrNone header",
+)
+
+
+@dataclass
+class _Pending:
+    """One record of a collections request: its object and store row, or an early failure."""
+
+    obj: SObjectDef | None
+    row: dict[str, Any] | None
+    entry: dict[str, Any] | None = None  # the result, once known
+
+
+def _error_entry(code: str, message: str, fields: Sequence[str] = ()) -> dict[str, Any]:
+    return {"statusCode": code, "message": message, "fields": list(fields)}
+
+
+def _failed(code: str, message: str, fields: Sequence[str] = (), record_id: str | None = None
+            ) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": record_id} if record_id else {}
+    entry.update(success=False, errors=[_error_entry(code, message, fields)])
+    return entry
+
+
+def _collection_records(body: bytes) -> tuple[bool, list[dict[str, Any]]]:
+    """``(allOrNone, records)`` of a create/update/upsert body.
+
+    Raises:
+        _RequestError: malformed JSON, no ``records`` list, or more than 200 records.
+    """
+    try:
+        data = json.loads(body or b"null", parse_float=Decimal)
+    except ValueError as exc:
+        raise _RequestError(
+            error_response(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc.msg}")
+        ) from None
+    records = data.get("records") if isinstance(data, dict) else None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise _RequestError(
+            error_response(400, "JSON_PARSER_ERROR", "The request body must be an object "
+                           "with a records list of sObjects")
+        )
+    if len(records) > COLLECTION_MAX:
+        raise _RequestError(error_response(400, "EXCEEDED_ID_LIMIT", EXCEEDED_ID_LIMIT_MESSAGE))
+    all_or_none = data.get("allOrNone", False)
+    if not isinstance(all_or_none, bool):
+        raise _RequestError(
+            error_response(400, "JSON_PARSER_ERROR", "allOrNone must be true or false")
+        )
+    return all_or_none, records
+
+
+def _record_type(state: EmulatorState, record: dict[str, Any], default: SObjectDef | None
+                 ) -> SObjectDef:
+    """The object of a collections record (``attributes.type``, else the URL's object).
+
+    Raises:
+        _RequestError: no type, an unknown type, or a type other than the URL's object.
+    """
+    attributes = record.get("attributes")
+    name = attributes.get("type") if isinstance(attributes, dict) else None
+    if not name:
+        if default is not None:
+            return default
+        raise _RequestError(
+            error_response(400, "INVALID_TYPE", "Each record must have attributes with a type")
+        )
+    obj = state.org.catalog.get(str(name))
+    if obj is None or (default is not None and obj.name != default.name):
+        raise _RequestError(
+            error_response(
+                400, "INVALID_TYPE", f"sObject type '{name}' is not supported. {_CUSTOM_HINT}"
+            )
+        )
+    return obj
+
+
+_CUSTOM_HINT = (
+    "If you are attempting to use a custom object, be sure to append the '__c' after the "
+    "entity name. Please reference your WSDL or the describe call for the appropriate names."
+)
+
+_SUPPORTS = {"insert": "createable", "update": "updateable", "upsert": "createable",
+             "delete": "deletable"}
+
+
+def _check_operation(obj: SObjectDef, operation: str) -> None:
+    if not getattr(obj, _SUPPORTS[operation], True) or (
+        operation == "upsert" and not obj.updateable
+    ):
+        raise _RequestError(
+            error_response(
+                400,
+                "INVALID_TYPE_FOR_OPERATION",
+                f"entity type {obj.name} does not support {operation}",
+            )
+        )
+
+
+def _pending_records(
+    state: EmulatorState,
+    operation: str,
+    records: list[dict[str, Any]],
+    url_object: SObjectDef | None = None,
+    external_id_field: str | None = None,
+) -> list[_Pending]:
+    """Deserialize every record (whole-request errors first), then per-record checks."""
+    pending: list[_Pending] = []
+    for record in records:
+        obj = _record_type(state, record, url_object)
+        _check_operation(obj, operation)
+        row, refused = _record_row(record, obj, operation, id_in_body=operation == "update")
+        item = _Pending(obj, row)
+        if operation == "insert" and any(key.lower() == "id" for key in record):
+            item.entry = _failed("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])
+        elif operation == "update" and not row.get("Id"):
+            item.entry = _failed("MISSING_ARGUMENT", "Id not specified in an update call")
+        elif operation == "upsert" and external_id_field and not any(
+            key.lower() == external_id_field.lower() and value not in (None, "")
+            for key, value in row.items()
+        ):
+            item.entry = _failed("MISSING_ARGUMENT", f"{external_id_field} not specified")
+        elif refused:
+            item.entry = _failed(
+                "INVALID_FIELD_FOR_INSERT_UPDATE", _refused_fields_message(refused), refused,
+                record_id=str(row["Id"]) if row.get("Id") else None,
+            )
+        pending.append(item)
+    return pending
+
+
+def _result_entry(operation: str, result: Any) -> dict[str, Any]:
+    """A store ``RecordResult`` as a collections SaveResult / DeleteResult / UpsertResult."""
+    entry: dict[str, Any] = {}
+    if result.id and (result.success or operation != "insert"):
+        entry["id"] = result.id
+    entry["success"] = bool(result.success)
+    entry["errors"] = [
+        _error_entry(e.status_code, e.message, e.fields or []) for e in result.errors
+    ]
+    if operation == "upsert":
+        entry["created"] = bool(result.created)
+    return entry
+
+
+def _stored_for_write(fdef: Any, value: Any) -> Any:
+    """A stored value in a form ``Org.write`` accepts back (used to undo an update)."""
+    if value is None or fdef is None:
+        return value
+    if fdef.type == "boolean":
+        return bool(int(value)) if not isinstance(value, str) else value.lower() in ("1", "true")
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Decimal(str(value))
+    return str(value)
+
+
+def _touched_fields(obj: SObjectDef, rows: list[dict[str, Any]]) -> list[str]:
+    """The fields a batch of rows writes (relationship columns name their reference field)."""
+    names: dict[str, None] = {}
+    for row in rows:
+        for key in row:
+            if key.lower() == "id":
+                continue
+            if "." in key:
+                rel_name = key.split(":")[-1].split(".")[0]
+                ref = obj.relationship(rel_name)
+                if ref is not None:
+                    names.setdefault(ref.name)
+                continue
+            fdef = obj.field(key)
+            if fdef is not None:
+                names.setdefault(fdef.name)
+    return list(names)
+
+
+class _Undo:
+    """What to reverse when an all-or-none request fails: Salesforce commits nothing then.
+
+    The emulator's store commits each write, so the request's writes are reversed in the
+    opposite order: created records are hard-deleted, updated ones get their earlier values
+    back (their system timestamps do move), deleted ones are undeleted.
+    """
+
+    def __init__(self, state: EmulatorState) -> None:
+        self.org = state.org
+        self.steps: list[tuple[SObjectDef, str, list[dict[str, Any]]]] = []
+
+    def snapshot(self, obj: SObjectDef, operation: str, rows: list[dict[str, Any]],
+                 external_id_field: str | None) -> dict[str, dict[str, Any]]:
+        """Stored rows the write may change, by Id (before the write)."""
+        if operation not in ("update", "upsert"):
+            return {}
+        key = "Id" if operation == "update" else (external_id_field or "Id")
+        fdef = obj.field(key)
+        values = [row[k] for row in rows for k in row if k.lower() == key.lower()]
+        values = [str(v) for v in values if v not in (None, "")]
+        if fdef is None or not values:
+            return {}
+        if fdef.name == "Id":
+            values = [to18(v) for v in values if is_valid_id(v)]
+        snapshot: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(values), 100):
+            part = values[start:start + 100]
+            marks = ", ".join("?" for _ in part)
+            cursor_rows = self.org.execute_sql(
+                f'SELECT "Id" FROM "{obj.name}" WHERE lower("{fdef.name}") IN ({marks})',
+                [v.lower() for v in part],
+            )
+            for (record_id,) in cursor_rows:
+                stored = self.org.retrieve(obj.name, record_id, include_deleted=True)
+                if stored is not None:
+                    snapshot[record_id] = stored
+        return snapshot
+
+    def record(self, obj: SObjectDef, operation: str, rows: list[dict[str, Any]],
+               results: list[Any], before: dict[str, dict[str, Any]]) -> None:
+        done = [r for r in results if r.success and r.id]
+        created = [{"Id": r.id} for r in done if operation == "insert" or r.created]
+        if created:
+            self.steps.append((obj, "hardDelete", created))
+        if operation == "delete" and done:
+            self.steps.append((obj, "undelete", [{"Id": r.id} for r in done]))
+        updated = [r.id for r in done if operation in ("update", "upsert") and not r.created]
+        if updated:
+            fields = _touched_fields(obj, rows)
+            restore = []
+            for record_id in updated:
+                stored = before.get(record_id)
+                if stored is None:
+                    continue
+                restore.append({"Id": record_id, **{
+                    name: _stored_for_write(obj.field(name), stored.get(name))
+                    for name in fields
+                    if (f := obj.field(name)) is not None and f.updateable
+                }})
+            if restore:
+                self.steps.append((obj, "update", restore))
+
+    def run(self) -> None:
+        for obj, operation, rows in reversed(self.steps):
+            results = self.org.write(obj.name, operation, rows)
+            failed = [r for r in results if not r.success]
+            if failed:
+                logger.warning("Undoing an all-or-none %s on %s left %d record(s) as written: %s",
+                               operation, obj.name, len(failed), failed[0].errors)
+
+
+def _save_collection(
+    state: EmulatorState,
+    operation: str,
+    pending: list[_Pending],
+    all_or_none: bool,
+    external_id_field: str | None = None,
+) -> list[dict[str, Any]]:
+    """Save runs of same-type records through ``Org.write``; one result per record, in order.
+
+    Raises:
+        _RequestError: a whole-batch problem the store reports (an unknown relationship
+            column, say).
+    """
+    from sfbulk.emulator import store
+
+    undo = _Undo(state) if all_or_none else None
+    failed = any(item.entry is not None for item in pending)
+    position = 0
+    while position < len(pending) and not (all_or_none and failed):
+        item = pending[position]
+        if item.entry is not None:
+            position += 1
+            continue
+        chunk = [item]
+        position += 1
+        while (position < len(pending) and pending[position].obj is item.obj
+               and pending[position].entry is None):
+            chunk.append(pending[position])
+            position += 1
+        obj = item.obj
+        assert obj is not None
+        rows = [c.row or {} for c in chunk]
+        before = undo.snapshot(obj, operation, rows, external_id_field) if undo else {}
+        try:
+            kwargs = {"external_id_field": external_id_field} if external_id_field else {}
+            results = state.org.write(obj.name, operation, rows, **kwargs)
+        except store.BatchError as exc:
+            if undo is not None:
+                undo.run()
+            message = str(exc).split(" : ")[-1]
+            raise _RequestError(error_response(400, "INVALID_FIELD", message)) from None
+        if undo is not None:
+            undo.record(obj, operation, rows, results, before)
+        for c, result in zip(chunk, results, strict=True):
+            c.entry = _result_entry(operation, result)
+            failed = failed or not result.success
+    if all_or_none and failed:
+        if undo is not None:
+            undo.run()
+        for item in pending:
+            if item.entry is None or item.entry["success"]:
+                record_id = None
+                if operation != "insert":
+                    known = item.entry.get("id") if item.entry is not None else None
+                    record_id = known or (item.row or {}).get("Id")
+                    if record_id and is_valid_id(str(record_id)):
+                        record_id = to18(str(record_id))
+                item.entry = _failed(*ROLLED_BACK, record_id=record_id)
+    entries = [item.entry or {} for item in pending]
+    if operation == "upsert":
+        for entry in entries:
+            entry.setdefault("created", False)
+    return entries
+
+
+def sobject_collections(request: Request, body: bytes) -> Response:
+    """``POST|PATCH|DELETE …/composite/sobjects``: create, update (by Id) or delete up to 200
+    records in one call; 200 with one result per record, in input order.
+
+    Records of several types are saved in runs of the same type, in order. With
+    ``allOrNone`` one failure fails every record (the others answer
+    ``ALL_OR_NONE_OPERATION_ROLLED_BACK``) and nothing stays written.
+    """
+    state = _state(request)
+    try:
+        if request.method == "DELETE":
+            return _delete_collection(state, request)
+        operation = "insert" if request.method == "POST" else "update"
+        all_or_none, records = _collection_records(body)
+        pending = _pending_records(state, operation, records)
+        entries = _save_collection(state, operation, pending, all_or_none)
+    except _RequestError as exc:
+        return exc.response
+    return json_response(entries)
+
+
+def sobject_collections_upsert(request: Request, body: bytes) -> Response:
+    """``PATCH …/composite/sobjects/X/{ExternalIdField}``: upsert up to 200 records of X on
+    an external id; each result says whether the record was ``created``."""
+    state = _state(request)
+    obj = _object(request)
+    if obj is None:
+        return not_found()
+    field_name = request.path_params["field"]
+    fdef = obj.field(field_name)
+    if fdef is None or not (fdef.external_id or fdef.id_lookup or fdef.name == "Id"):
+        return error_response(
+            404,
+            "NOT_FOUND",
+            f"Provided external ID field does not exist or is not accessible: {field_name}",
+        )
+    try:
+        all_or_none, records = _collection_records(body)
+        pending = _pending_records(state, "upsert", records, obj, fdef.name)
+        entries = _save_collection(state, "upsert", pending, all_or_none, fdef.name)
+    except _RequestError as exc:
+        return exc.response
+    return json_response(entries)
+
+
+def _delete_collection(state: EmulatorState, request: Request) -> Response:
+    """``DELETE …/composite/sobjects?ids=…&allOrNone=``: ids of any objects, in order."""
+    text = request.query_params.get("ids") or ""
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids:
+        return error_response(400, "MISSING_ARGUMENT", "ids parameter is required")
+    if len(ids) > COLLECTION_MAX:
+        return error_response(400, "EXCEEDED_ID_LIMIT", EXCEEDED_ID_LIMIT_MESSAGE)
+    flag = (request.query_params.get("allOrNone") or "false").lower()
+    if flag not in ("true", "false"):
+        return error_response(400, "INVALID_QUERY_FILTER_OPERATOR",
+                              f"allOrNone must be true or false, not {flag}")
+    pending: list[_Pending] = []
+    for record_id in ids:
+        obj = state.org.catalog.by_key_prefix(record_id[:3]) if is_valid_id(record_id) else None
+        if obj is None:
+            pending.append(_Pending(None, None, _failed("MALFORMED_ID",
+                                                        f"malformed id {record_id}")))
+            continue
+        _check_operation(obj, "delete")
+        pending.append(_Pending(obj, {"Id": record_id}))
+    return json_response(_save_collection(state, "delete", pending, flag == "true"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1086,6 +1510,10 @@ def routes() -> list[BaseRoute]:
         Route(data + "/query/{locator}", rest_query_more, methods=["GET"]),
         Route(data + "/queryAll/{locator}", rest_query_more, methods=["GET"]),
         *both(data + "/composite/batch", composite_batch, ["POST"]),
+        *both(data + "/composite/sobjects", _with_body(sobject_collections),
+              ["POST", "PATCH", "DELETE"]),
+        Route(data + "/composite/sobjects/{sobject}/{field}",
+              _with_body(sobject_collections_upsert), methods=["PATCH"]),
         *both(data + "/sobjects", describe_global, ["GET"]),
         *both(sobject + "/describe", describe_object, ["GET"]),
         Route(sobject, sobject_info, methods=["GET"]),
