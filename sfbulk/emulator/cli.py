@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=100,
         metavar="N",
-        help="records per object for --seed demo (default 100)",
+        help="records in all for --seed demo, split 20/40/25/15 over Account, Contact, "
+        "Opportunity and Case (default 100)",
     )
     data.add_argument(
         "--import-sfdx",

@@ -692,3 +692,26 @@ def test_describe_field_properties_match_the_recordings(client: Client, fixtures
         for field in shared:
             assert {k: ours[field["name"]][k] for k in keys} == {k: field[k] for k in keys}, (
                 name, field["name"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def test_records_flag_is_the_total_its_help_describes():
+    """``--records N`` spreads N over the four demo objects; the help once said "per object"."""
+    import argparse
+
+    from sfbulk.emulator.app import EmulatorSettings
+    from sfbulk.emulator.cli import build_org, build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "records")
+    assert action.help == (
+        "records in all for --seed demo, split 20/40/25/15 over Account, Contact, Opportunity "
+        "and Case (default 100)"
+    )
+    args: argparse.Namespace = parser.parse_args(["--seed", "demo", "--records", "20"])
+    org = build_org(args, EmulatorSettings())
+    counts = {name: org.count(name) for name in ("Account", "Contact", "Opportunity", "Case")}
+    assert counts == {"Account": 4, "Contact": 8, "Opportunity": 5, "Case": 3}
