@@ -967,6 +967,29 @@ class Org:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    def iter_sql(
+        self, sql: str, params: Sequence[Any] = (), *, chunk_rows: int = _FETCH_CHUNK
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Run one read-only statement and yield its rows ``chunk_rows`` at a time.
+
+        For result sets too large to hold (the Bulk query spoolers build whole CSV lines in
+        SQL): the org's lock is held only while a chunk is fetched, as :class:`QueryCursor`
+        does, so a long read never blocks writers for its whole length.
+        """
+        with self._lock:
+            cursor = self._conn.cursor()
+            cursor.execute(sql, params)
+        try:
+            while True:
+                with self._lock:
+                    chunk = cursor.fetchmany(chunk_rows)
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            with self._lock:
+                cursor.close()
+
     def query(
         self,
         soql: str,
