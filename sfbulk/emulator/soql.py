@@ -922,14 +922,57 @@ _FILTER_TYPE_NAMES = {
 }
 
 
+@dataclass(frozen=True)
+class SelectParts:
+    """The pieces a compiled query was assembled from, for callers that select other
+    expressions over the same rows (the Bulk spoolers build whole CSV lines in SQL).
+
+    ``SELECT <exprs> FROM <source> WHERE <where…> ORDER BY <order…> LIMIT <limit>`` is the
+    compiled query; the root table is always aliased ``t0``. ``expr_params`` holds the
+    parameters of the select list (rare: polymorphic ``Type`` columns), ``where_params`` and
+    ``order_params`` those of their clauses. ``sorted`` tells whether the query had an ORDER BY
+    of its own (otherwise rows come in ``t0."Id"`` order, which keyset paging can follow).
+    """
+
+    exprs: tuple[str, ...]
+    expr_params: tuple[Any, ...]
+    source: str
+    where: tuple[str, ...]
+    where_params: tuple[Any, ...]
+    order: tuple[str, ...]
+    order_params: tuple[Any, ...]
+    limit: int | None
+    sorted: bool
+
+    def sql(self, select: str, *, extra_where: Sequence[str] = (), order: bool = True,
+            limit: bool = True) -> str:
+        """The query with ``select`` as its select list and ``extra_where`` ANDed in.
+
+        Parameters follow in the order ``where_params`` (then those of ``extra_where``, which
+        the caller appends), ``order_params`` when ``order``, the limit when ``limit`` and the
+        query has one; ``select`` must not use parameters.
+        """
+        text = f"SELECT {select} FROM {self.source}"
+        where = [*self.where, *extra_where]
+        if where:
+            text += " WHERE " + " AND ".join(where)
+        if order:
+            text += " ORDER BY " + ", ".join(self.order)
+        if limit and self.limit is not None:
+            text += " LIMIT ?"
+        return text
+
+
 class CompiledQuery(tuple):
     """``(sql, params, columns, field_types)``, also readable by name, plus ``object``.
 
     ``columns`` are the header names Bulk writes (``Id``, ``Account.Name``), ``field_types``
-    the describe type of each column, ``object`` the API name of the queried sObject.
+    the describe type of each column, ``object`` the API name of the queried sObject, and
+    ``parts`` the :class:`SelectParts` it was built from (None when built by hand).
     """
 
     object: str
+    parts: SelectParts | None
 
     def __new__(
         cls,
@@ -938,9 +981,11 @@ class CompiledQuery(tuple):
         columns: list[str],
         field_types: list[str],
         object_name: str,
+        parts: SelectParts | None = None,
     ) -> CompiledQuery:
         self = super().__new__(cls, (sql, params, columns, field_types))
         self.object = object_name
+        self.parts = parts
         return self
 
     @property
@@ -1353,17 +1398,25 @@ class _Compiler:
         # Unsorted results come in creation order, and PK chunks in id order; the Id tiebreak
         # makes sorted results deterministic too.
         order.append('t0."Id"')
-        sql = f"SELECT {', '.join(exprs)} FROM {_quote(self.root.name)} AS t0"
+        source = f"{_quote(self.root.name)} AS t0"
         if self.joins:
-            sql += " " + " ".join(self.joins)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY " + ", ".join(order)
+            source += " " + " ".join(self.joins)
+        parts = SelectParts(
+            exprs=tuple(exprs),
+            expr_params=tuple(params),
+            source=source,
+            where=tuple(where),
+            where_params=tuple(where_params),
+            order=tuple(order),
+            order_params=tuple(order_params),
+            limit=self.select.limit,
+            sorted=bool(self.select.order_by),
+        )
+        sql = parts.sql(", ".join(exprs))
         all_params = params + where_params + order_params
         if self.select.limit is not None:
-            sql += " LIMIT ?"
             all_params.append(self.select.limit)
-        return CompiledQuery(sql, all_params, columns, types, self.root.name)
+        return CompiledQuery(sql, all_params, columns, types, self.root.name, parts)
 
 
 def resolve_object(select: Select, catalog: Catalog, *, bulk: bool = True) -> SObjectDef:
