@@ -164,6 +164,11 @@ class TapSfBulk(Tap):
         th.Property("include_deleted", th.BooleanType, default=False,
                     description="Use queryAll: also extract deleted and archived rows "
                     "(IsDeleted = true)."),
+        th.Property("rest_fallback", th.BooleanType, default=True,
+                    description="When the Bulk API refuses an object itself (INVALIDENTITY: "
+                    "its \"Allow Bulk API Access\" is off), read it through the REST query "
+                    "API instead, with a warning; the records and state are the same. Off: "
+                    "such a stream fails."),
         th.Property("streams", th.ArrayType(th.StringType),
                     description="Object name patterns to discover (shell-style, "
                     "case-insensitive), e.g. [\"Account\", \"Contact\", \"*__c\"]. Only "

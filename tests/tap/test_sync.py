@@ -196,8 +196,10 @@ def test_failed_job_fails_the_stream_with_salesforce_message(emulator_factory) -
 
 
 def test_invalid_entity_fails_one_stream_and_others_finish(demo_emulator, caplog) -> None:
+    # rest_fallback off: with it on, the refused stream would be read through REST instead.
     config = emulator_config(demo_emulator, streams=["Account", "Store__c"],
-                             continue_on_stream_error=True, upper_bound_lag_seconds=0)
+                             continue_on_stream_error=True, upper_bound_lag_seconds=0,
+                             rest_fallback=False)
     catalog = select_only(discover(config), "Account", "Store__c")
     # CaseStatus is not discovered (Bulk cannot read it); a hand-written catalog still asks.
     catalog["streams"].append({
