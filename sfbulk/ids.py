@@ -28,14 +28,14 @@ def case_safe_suffix(id15: str) -> str:
 
 
 def to18(sf_id: str) -> str:
-    """Return the 18-character form of a 15- or 18-character id (re-checking an 18-character one)."""
+    """Return the 18-character form of a 15- or 18-character id (re-checking an 18-char one)."""
     if len(sf_id) == 18:
         return sf_id[:15] + case_safe_suffix(sf_id[:15])
     return sf_id + case_safe_suffix(sf_id)
 
 
 def is_valid_id(value: str) -> bool:
-    """Tell whether ``value`` is a well-formed 15- or 18-character id with, if 18, its right suffix."""
+    """Tell whether ``value`` is a well-formed 15- or 18-character id (18: with its suffix)."""
     if len(value) not in (15, 18) or any(ch not in _BASE62 for ch in value[:15]):
         return False
     return len(value) == 15 or value[15:] == case_safe_suffix(value[:15])
