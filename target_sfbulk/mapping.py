@@ -98,6 +98,13 @@ class _Reject:
 
 _Decision = _Drop | _Field | _Relationship | _Reject
 
+#: Plans of :meth:`FieldMapper._step` besides a column name.
+_DELETED = object()  # the ``_sdc_deleted_at`` key
+_QUIET = object()  # a key dropped without a word
+_FULL = object()  # a key only :meth:`FieldMapper._prepare_full` handles
+#: Value classes a plain field stores as they are (no JSON text, no parent reference).
+_PLAIN_VALUES = frozenset({str, int, float, bool, Decimal})
+
 
 @dataclass
 class FieldReport:
@@ -163,6 +170,8 @@ class FieldMapper:
         self._renames = {_fold(key): value for key, value in (renames or {}).items()}
         self._exclude = {_fold(name) for name in exclude}
         self._decisions: dict[str, _Decision] = {}
+        #: Per record key, what :meth:`prepare` does with it (see :meth:`_step`).
+        self._steps: dict[str, str | object] = {}
         self._warned: set[str] = set()
         self._writable = {f["name"] for f in writable_fields(
             describe, operation, external_id_field).fields}
@@ -312,10 +321,60 @@ class FieldMapper:
     def prepare(self, record: Mapping[str, Any]) -> Prepared:
         """Turn one record into canonical columns and values.
 
+        Every record goes through the cached per-key plan (:meth:`_step`): a plain field value is
+        stored under its column without further checks. Anything else (a parent reference, a key
+        to reject or to warn about, a mapping or list to store as JSON text, two keys landing in
+        one column) sends the record through :meth:`_prepare_full`, which gives the same result
+        for plain keys and handles the rest, so both paths agree on every record.
+
         Raises:
             RecordRejected: A key cannot be loaded under the ``reject`` rule, a text value cannot
                 be serialised, or two keys land in one column with different values.
         """
+        values: dict[str, Any] = {}
+        deleted = False
+        steps = self._steps
+        ignore_nulls = self.ignore_nulls
+        for key, value in record.items():
+            step = steps.get(key)
+            if step is None:
+                step = self._step(key)
+            if step.__class__ is str:  # a plain field: its column
+                if value is None:
+                    if ignore_nulls:
+                        continue
+                elif value.__class__ not in _PLAIN_VALUES:
+                    return self._prepare_full(record)
+                if step in values:
+                    return self._prepare_full(record)
+                values[step] = value
+            elif step is _DELETED:
+                deleted = value is not None and value != ""
+            elif step is not _QUIET:
+                return self._prepare_full(record)
+        return Prepared(values, deleted)
+
+    def _step(self, key: str) -> str | object:
+        """The cached plan for one record key: its column (a plain field), ``_DELETED``,
+        ``_QUIET`` (dropped without a word, or already warned about), or ``_FULL``."""
+        if key == DELETED_AT:
+            step: str | object = _DELETED
+        else:
+            decision = self._decide(key)
+            if isinstance(decision, _Field):
+                step = decision.column.name
+            elif isinstance(decision, _Drop) and (decision.reason is None
+                                                  or key in self._warned):
+                step = _QUIET
+            else:  # relationships, rejections, and drops still to be warned about
+                step = _FULL
+        if step is not _FULL:
+            self._steps[key] = step
+        return step
+
+    def _prepare_full(self, record: Mapping[str, Any]) -> Prepared:
+        """:meth:`prepare` for any record: parent references, JSON text, duplicate columns,
+        rejected and dropped keys."""
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         deleted = False
@@ -346,6 +405,7 @@ class FieldMapper:
                 self._warned.add(key)
                 logger.warning("Stream %s → %s: dropping field %s: %s", self.stream,
                                self.object, key, decision.reason)
+                self._steps.pop(key, None)  # warned once: from now on a quiet drop
         return Prepared(values, deleted)
 
     def _put_reference(self, values: dict[str, Any], sources: dict[str, str], key: str,
