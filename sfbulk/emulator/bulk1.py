@@ -66,6 +66,7 @@ from sfbulk.emulator.jobs import (
     format_json_datetime,
     format_xml_datetime,
     now,
+    spool_csv_query,
 )
 
 logger = logging.getLogger(__name__)
@@ -1142,28 +1143,45 @@ def _csv_line(cells: Sequence[str]) -> str:
     return '"' + '","'.join(cells) + '"\n'
 
 
+def csv_row_printer(field_types: Sequence[str]) -> Callable[[list[tuple[Any, ...]]], list[str]]:
+    """A function that prints raw query rows as Bulk 1.0 CSV lines (every cell quoted, null
+    empty), a chunk at a time and column by column (one comprehension per column), which is
+    several times faster than handing each row to ``csv.writer``."""
+    formatters = [_column_formatter(kind) for kind in field_types]
+
+    def print_rows(chunk: list[tuple[Any, ...]]) -> list[str]:
+        cells = [
+            format_column(values)
+            for format_column, values in zip(formatters, zip(*chunk, strict=True), strict=True)
+        ]
+        return [_csv_line(row) for row in zip(*cells, strict=True)]
+
+    return print_rows
+
+
 def spool_csv_rows(cursor: Iterable[Sequence[Any]], columns: Sequence[str],
                    field_types: Sequence[str], result: ResultFile) -> int:
     """Format query rows as Bulk CSV (every cell quoted, null empty) into ``result``.
 
-    Rows are formatted a chunk at a time and column by column (one comprehension per column),
-    which is several times faster than handing each row to ``csv.writer``.
+    The Python formatter; processing uses :func:`spool_csv_query`, which has SQLite build the
+    lines and falls back to this printer only for values SQLite cannot print exactly.
     """
-    result.header = _csv_line([name.replace('"', '""') for name in columns]).encode("utf-8")
-    formatters = [_column_formatter(kind) for kind in field_types]
+    result.header = csv_header(columns)
+    print_rows = csv_row_printer(field_types)
     iterator = iter(cursor)
     count = 0
     while True:
         chunk = list(itertools.islice(iterator, _QUERY_CHUNK_ROWS))
         if not chunk:
             break
-        cells = [
-            format_column(values)
-            for format_column, values in zip(formatters, zip(*chunk, strict=True), strict=True)
-        ]
-        result.extend_text([_csv_line(row) for row in zip(*cells, strict=True)])
+        result.extend_text(print_rows(chunk))
         count += len(chunk)
     return count
+
+
+def csv_header(columns: Sequence[str]) -> bytes:
+    """The header line of a Bulk 1.0 CSV result file."""
+    return _csv_line([name.replace('"', '""') for name in columns]).encode("utf-8")
 
 
 def _epoch_millis(value: str) -> int:
@@ -1607,7 +1625,7 @@ def _split_into_chunks(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk
 
 def _process_query(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk1Batch,
                    started: datetime) -> None:
-    from sfbulk.emulator.soql import SoqlError
+    from sfbulk.emulator.soql import SoqlError, compile_soql
 
     soql = _soql_text(batch)
     forced = _apply_faults(state, engine)
@@ -1620,6 +1638,23 @@ def _process_query(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk1Bat
     if batch.chunk is not None:
         soql = chunk_query(soql, batch.chunk_field, *batch.chunk)
     org = state.org
+    fmt = job.data_format
+    if fmt == "CSV":
+        try:
+            compiled = compile_soql(
+                soql, org.catalog, job.operation == "queryAll",
+                expected_object=job.object, now=org.clock(),
+            )
+        except SoqlError as exc:
+            raise BatchFailure(
+                f"InvalidBatch : Failed to process query: {exc.code}: {exc.message}"
+            ) from None
+        results = engine.result_file(csv_header(compiled.columns))
+        count = sum(spool_csv_query(org, compiled, results,
+                                    csv_row_printer(compiled.field_types)))
+        results.finish()
+        _complete_query(state, engine, job, batch, started, results, count)
+        return
     try:
         cursor = org.query(
             soql, include_deleted=job.operation == "queryAll", expected_object=job.object
@@ -1628,24 +1663,25 @@ def _process_query(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk1Bat
         raise BatchFailure(
             f"InvalidBatch : Failed to process query: {exc.code}: {exc.message}"
         ) from None
-    fmt = job.data_format
-    if fmt == "CSV":
-        results = engine.result_file()
-        count = spool_csv_rows(cursor, cursor.columns, cursor.field_types, results)
+    shape = _RecordShape(org.catalog, cursor.object, job.api_version, cursor.columns,
+                         cursor.field_types)
+    if fmt == "JSON":
+        results = engine.result_file(b"[ ", footer=b" ]", separator=b", ")
+        count = spool_json_rows(cursor, shape, results)
     else:
-        shape = _RecordShape(org.catalog, cursor.object, job.api_version, cursor.columns,
-                             cursor.field_types)
-        if fmt == "JSON":
-            results = engine.result_file(b"[ ", footer=b" ]", separator=b", ")
-            count = spool_json_rows(cursor, shape, results)
-        else:
-            results = engine.result_file(
-                f'{XML_DECLARATION}\n<queryResult xmlns="{NS}"\n    xmlns:xsi="{XSI}">\n'
-                .encode(),
-                footer=b"</queryResult>",
-            )
-            count = spool_xml_rows(cursor, shape, results)
+        results = engine.result_file(
+            f'{XML_DECLARATION}\n<queryResult xmlns="{NS}"\n    xmlns:xsi="{XSI}">\n'
+            .encode(),
+            footer=b"</queryResult>",
+        )
+        count = spool_xml_rows(cursor, shape, results)
     results.finish()
+    _complete_query(state, engine, job, batch, started, results, count)
+
+
+def _complete_query(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk1Batch,
+                    started: datetime, results: ResultFile, count: int) -> None:
+    """Split a finished result into result files and mark the batch Completed."""
     per_file = max(1, _result_rows_per_file(state))
     pages: dict[str, tuple[int, int]] = {}
     for start in range(0, max(count, 1), per_file):

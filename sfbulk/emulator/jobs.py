@@ -16,6 +16,7 @@ keeps one on ``EmulatorState.jobs``.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import logging
@@ -105,7 +106,15 @@ class ResultFile:
         self.separator = separator
         self._spool_bytes = spool_bytes
         self._directory = directory
-        self._offsets = array("q", [0])
+        # The row index is kept per appended chunk ("segment"): the segment's first row, its
+        # byte offset, and its rows' sizes (an array, or the comma-separated text SQLite built),
+        # turned into cumulative offsets only when a page starts inside that segment.
+        self._seg_first = array("q")
+        self._seg_start = array("q")
+        self._seg_sizes: list[array[int] | str] = []
+        self._seg_offsets: dict[int, array[int]] = {}
+        self._rows = 0
+        self._end = 0
         self._memory = bytearray()  # all data while in memory; the unflushed tail once on disk
         self._file: BinaryIO | None = None
         self._flushed = 0  # bytes already written to the file
@@ -119,12 +128,12 @@ class ResultFile:
     @property
     def row_count(self) -> int:
         """Number of rows written so far."""
-        return len(self._offsets) - 1
+        return self._rows
 
     @property
     def data_bytes(self) -> int:
         """Bytes of row data written so far (separators included, header and footer not)."""
-        return self._offsets[-1]
+        return self._end
 
     @property
     def finished(self) -> bool:
@@ -143,17 +152,12 @@ class ResultFile:
     def extend(self, rows: Sequence[bytes] | Iterable[bytes]) -> None:
         """Append encoded rows in order."""
         sep = self.separator
-        offsets = self._offsets
-        end = offsets[-1]
-        pieces = []
-        for row in rows:
-            if sep:
-                row = sep + row
-            end += len(row)
-            offsets.append(end)
-            pieces.append(row)
-        if pieces:
-            self._write(b"".join(pieces))
+        if sep:
+            rows = [sep + row for row in rows]
+        elif not isinstance(rows, list):
+            rows = list(rows)
+        if rows:
+            self._write(b"".join(rows), array("q", map(len, rows)), len(rows))
 
     def extend_text(self, rows: Sequence[str]) -> None:
         """Append rows given as ``str`` (e.g. what ``csv.writer`` produced), encoded as UTF-8.
@@ -168,26 +172,60 @@ class ResultFile:
         if sep:
             text = sep + text
         if text.isascii():
-            data = text.encode("ascii")
-            offsets = self._offsets
             step = len(sep)
-            end = offsets[-1]
-            lengths = (step + len(r) for r in rows)
-            offsets.extend(itertools.islice(itertools.accumulate(lengths, initial=end), 1, None))
-            self._write(data)
+            sizes = array("q", map(len, rows))
+            if step:
+                sizes = array("q", (size + step for size in sizes))
+            self._write(text.encode("ascii"), sizes, len(rows))
         else:
             self.extend([r.encode("utf-8") for r in rows])
 
-    def _write(self, data: bytes) -> None:
+    def extend_block(self, data: bytes, sizes: str, rows: int) -> None:
+        """Append ``rows`` rows already joined into ``data``; ``sizes`` is the comma-separated
+        byte length of each (as SQLite's ``group_concat(length(…))`` gives it).
+
+        The sizes are parsed only if a page ever starts inside this block, so a result built
+        from blocks costs no Python work per row. Only for files without a separator.
+        """
+        if self.separator:
+            raise ValueError("blocks cannot be appended to a result file with a separator")
+        if rows:
+            self._write(data, sizes, rows)
+
+    def _write(self, data: bytes, sizes: array[int] | str, rows: int) -> None:
         if self._finished:
             raise RuntimeError("cannot append to a finished result file")
         with self._lock:
+            self._seg_first.append(self._rows)
+            self._seg_start.append(self._end)
+            self._seg_sizes.append(sizes)
             self._memory += data
+            self._end += len(data)
+            self._rows += rows
             if self._file is None:
                 if len(self._memory) > self._spool_bytes:
                     self._spill()
             elif len(self._memory) >= _FLUSH_BYTES:
                 self._flush_locked()
+
+    def _offset(self, row: int) -> int:
+        """Byte offset where row ``row`` starts (``row_count``: the end of the data)."""
+        with self._lock:
+            if row >= self._rows:
+                return self._end
+            segment = bisect.bisect_right(self._seg_first, row) - 1
+            local = row - self._seg_first[segment]
+            base = self._seg_start[segment]
+            if local == 0:
+                return base
+            offsets = self._seg_offsets.get(segment)
+            if offsets is None:
+                sizes = self._seg_sizes[segment]
+                if isinstance(sizes, str):
+                    sizes = array("q", map(int, sizes.split(",")))
+                offsets = array("q", itertools.accumulate(sizes, initial=0))
+                self._seg_offsets[segment] = offsets
+            return base + offsets[local]
 
     def _spill(self) -> None:
         handle = tempfile.TemporaryFile(prefix="sfbulk-result-", dir=self._directory, buffering=0)
@@ -236,8 +274,8 @@ class ResultFile:
         rows = self.page_count(start, count)
         if rows == 0:
             return 0, 0
-        begin = self._offsets[start] + len(self.separator)
-        return begin, self._offsets[start + rows]
+        begin = self._offset(start) + len(self.separator)
+        return begin, self._offset(start + rows)
 
     def page_bytes(self, start: int = 0, count: int | None = None) -> int:
         """Length in bytes of the page as :meth:`iter_page` yields it (for Content-Length)."""
@@ -509,3 +547,196 @@ class JobEngine:
             if callable(closer):
                 with contextlib.suppress(Exception):
                     closer()
+
+
+# --------------------------------------------------------------------------------------------
+# Query results as CSV, built by SQLite
+
+#: Rows per keyset block: one statement, one ``group_concat`` and one Python call per block.
+CSV_BLOCK_ROWS = 2_000
+#: Rows fetched at a time on the row-by-row path (sorted queries, blocks with odd values).
+CSV_FETCH_ROWS = 2_000
+#: Odd rows re-read per statement by rowid (under SQLite's host-parameter limit).
+_REREAD_ROWS = 500
+_DOUBLE_KINDS = frozenset(("double", "currency", "percent"))
+_INTEGER_KINDS = frozenset(("int", "long"))
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def csv_cell_sql(kind: str | None, expr: str) -> tuple[str, str | None]:
+    """The SQL that prints one stored value as a Bulk query CSV cell (quotes not included),
+    and the condition under which that text is exactly what the Python formatters print.
+
+    Rows that fail a condition (a decimal SQLite keeps as REAL, an integer too large for the
+    shortcut below, a boolean that is not 0/1, text holding NUL) are formatted in Python
+    instead, so the SQL only has to be right for the values it accepts:
+
+    - text of every kind (ids, strings, dates, datetimes as stored): quotes doubled; NULL empty.
+    - boolean 0/1: ``false``/``true``.
+    - int/long integers: their digits.
+    - double/currency/percent integers: Java's ``Double.toString``: ``5.0`` below 10^7, else
+      ``1.2345678E7`` (digits without trailing zeros); integers below 10^15 are exact doubles.
+    - base64: only NULL (Bulk cannot select it anyway).
+    """
+    if kind == "boolean":
+        return (f"CASE {expr} WHEN 1 THEN 'true' WHEN 0 THEN 'false' ELSE '' END",
+                f"({expr} IS NULL OR {expr} IN (0, 1))")
+    if kind in _INTEGER_KINDS:
+        return expr, f"typeof({expr}) IN ('integer', 'null')"
+    if kind in _DOUBLE_KINDS:
+        digits = f"CAST(abs({expr}) AS TEXT)"
+        scientific = (
+            f"iif({expr} < 0, '-', '') || substr({digits}, 1, 1) || '.' || "
+            f"iif(length(rtrim({digits}, '0')) > 1, substr(rtrim({digits}, '0'), 2), '0') || "
+            f"'E' || (length({digits}) - 1)"
+        )
+        return (
+            f"CASE WHEN {expr} > -10000000 AND {expr} < 10000000 THEN {expr} || '.0' "
+            f"ELSE {scientific} END",
+            f"({expr} IS NULL OR typeof({expr}) = 'integer' "
+            f"AND {expr} > -1000000000000000 AND {expr} < 1000000000000000)",
+        )
+    if kind == "base64":
+        return "''", f"{expr} IS NULL"
+    return (f"iif(instr({expr}, '\"'), replace({expr}, '\"', '\"\"'), {expr})",
+            f"ifnull(instr({expr}, char(0)), 0) = 0 AND typeof({expr}) IN ('text', 'null')")
+
+
+#: SQLite functions take at most 127 arguments: wide rows are printed in several pieces.
+_PRINTF_ARGS = 100
+
+
+def csv_line_sql(exprs: Sequence[str], kinds: Sequence[str | None], delimiter: str = ",",
+                 newline: str = "\n") -> tuple[str, str | None]:
+    """SQL for a whole CSV line of these expressions (every cell quoted, the newline
+    included) and the condition under which it is exact (None: always)."""
+    cells = [csv_cell_sql(kind, expr) for expr, kind in zip(exprs, kinds, strict=True)]
+    joint = ('"' + delimiter + '"').replace("%", "%%")
+    pieces = []
+    for first in range(0, len(cells), _PRINTF_ARGS):
+        group = cells[first : first + _PRINTF_ARGS]
+        fmt = ('"' if first == 0 else joint) + joint.join(["%s"] * len(group))
+        if first + _PRINTF_ARGS >= len(cells):
+            fmt += '"' + newline.replace("%", "%%")
+        pieces.append(f"printf({_sql_text(fmt)}, {', '.join(cell for cell, _ in group)})")
+    conditions = [check for _, check in cells if check]
+    return " || ".join(pieces), " AND ".join(conditions) or None
+
+
+class PreparedQuery:
+    """A compiled Bulk query not yet run: what a job keeps between creation and processing.
+
+    Has the ``columns``, ``field_types`` and ``object`` of a store cursor, and ``close()``
+    (nothing to release), so it can stand where an open cursor used to.
+    """
+
+    def __init__(self, compiled: Any) -> None:
+        self.compiled = compiled
+        self.columns = list(compiled.columns)
+        self.field_types = list(compiled.field_types)
+        self.object = compiled.object
+
+    def close(self) -> None:
+        """Nothing to release: the statement runs only when the job is processed."""
+
+
+def spool_csv_query(
+    org: Any,
+    compiled: Any,
+    result: ResultFile,
+    fallback: Callable[[list[tuple[Any, ...]]], list[str]],
+    *,
+    delimiter: str = ",",
+    newline: str = "\n",
+    block_rows: int = CSV_BLOCK_ROWS,
+) -> Iterator[int]:
+    """Write a compiled query's rows into ``result`` as CSV lines built by SQLite itself.
+
+    Yields the number of rows appended after each step (a block or a fetched chunk), so the
+    caller can count progress and stop early (an aborted job). Three paths, all giving the
+    bytes ``fallback`` would give:
+
+    - Unsorted queries (rows in ``t0."Id"`` order) are read in keyset blocks: one statement per
+      ``block_rows`` rows returns the block's lines joined by ``group_concat`` and their byte
+      sizes, so Python does nothing per row (:meth:`ResultFile.extend_block`).
+    - Sorted queries, and blocks holding a value SQLite cannot print exactly (see
+      :func:`csv_cell_sql`), are fetched line by line; such rows come back as their rowid and
+      are re-read and printed by ``fallback``.
+    - Queries whose select list has parameters (polymorphic ``Type`` columns) or that were not
+      built by the SOQL compiler are fetched raw and printed by ``fallback`` entirely.
+
+    ``fallback(rows)`` turns raw rows (stored values in select order) into finished lines.
+    """
+    parts = getattr(compiled, "parts", None)
+    if parts is None or parts.expr_params:
+        for chunk in org.iter_sql(compiled.sql, compiled.params, chunk_rows=CSV_FETCH_ROWS):
+            result.extend_text(fallback(chunk))
+            yield len(chunk)
+        return
+    line, exact = csv_line_sql(parts.exprs, compiled.field_types, delimiter, newline)
+    line_or_rowid = f"CASE WHEN {exact} THEN CAST({line} AS BLOB) ELSE t0.rowid END" if exact \
+        else f"CAST({line} AS BLOB)"
+
+    def row_by_row(extra_where: Sequence[str], extra_params: Sequence[Any]) -> Iterator[int]:
+        sql = parts.sql(line_or_rowid, extra_where=extra_where)
+        params = [*parts.where_params, *extra_params, *parts.order_params]
+        if parts.limit is not None:
+            params.append(parts.limit)
+        for chunk in org.iter_sql(sql, params, chunk_rows=CSV_FETCH_ROWS):
+            lines = [row[0] for row in chunk]
+            odd = [i for i, value in enumerate(lines) if type(value) is int]
+            if odd:
+                printed = _print_rows(org, parts, [lines[i] for i in odd], fallback)
+                for i in odd:
+                    lines[i] = printed[lines[i]]
+            result.extend(lines)
+            yield len(lines)
+
+    if parts.sorted:
+        yield from row_by_row((), ())
+        return
+    line_sql = f"iif({exact}, {line}, NULL)" if exact else line
+    inner = parts.sql(f'{line_sql} AS l, t0."Id" AS k', extra_where=['t0."Id" > ?'],
+                      limit=False) + " LIMIT ?"
+    block_sql = (
+        "SELECT CAST(group_concat(l, '') AS BLOB), group_concat(length(CAST(l AS BLOB))), "
+        f"count(l), count(*), max(k) FROM ({inner})"
+    )
+    remaining = parts.limit
+    last = ""  # every Id sorts after the empty string
+    while remaining is None or remaining > 0:
+        size = block_rows if remaining is None else min(block_rows, remaining)
+        ((data, sizes, exact_rows, rows, high),) = org.execute_sql(
+            block_sql, [*parts.where_params, last, size]
+        )
+        if not rows:
+            return
+        if exact_rows == rows:
+            result.extend_block(data, sizes, rows)
+            yield rows
+        else:
+            yield from row_by_row(['t0."Id" > ?', 't0."Id" <= ?'], (last, high))
+        if remaining is not None:
+            remaining -= rows
+        if rows < size:
+            return
+        last = high
+
+
+def _print_rows(org: Any, parts: Any, rowids: list[int],
+                fallback: Callable[[list[tuple[Any, ...]]], list[str]]) -> dict[int, bytes]:
+    """Re-read rows by rowid and print them with ``fallback``: rowid -> encoded line."""
+    printed: dict[int, bytes] = {}
+    select = "t0.rowid, " + ", ".join(parts.exprs)
+    for first in range(0, len(rowids), _REREAD_ROWS):
+        batch = rowids[first : first + _REREAD_ROWS]
+        marks = ", ".join("?" * len(batch))
+        rows = org.execute_sql(f"SELECT {select} FROM {parts.source} WHERE t0.rowid IN ({marks})",
+                               batch)
+        lines = fallback([row[1:] for row in rows])
+        for row, text in zip(rows, lines, strict=True):
+            printed[row[0]] = text.encode("utf-8")
+    return printed
