@@ -9,5 +9,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
-.venv/bin/ruff check sfbulk tap_sfbulk target_sfbulk tests bench
+.venv/bin/ruff check sfbulk tap_sfbulk target_sfbulk tests bench scripts
 exec .venv/bin/pytest -n 2 "$@"

@@ -166,6 +166,8 @@ def _meltano_run_to_jsonl(clone: Path, env: dict[str, str]) -> None:
     finally:
         emulator.terminate()
         emulator.wait(timeout=30)
+        if emulator.stdout is not None:
+            emulator.stdout.close()
     written = clone / "output/demo/jsonl"
     lines = {
         name: (written / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
