@@ -47,7 +47,13 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from sfbulk.emulator.faults import lock_error_message
-from sfbulk.emulator.jobs import ResultFile, format_json_datetime, now
+from sfbulk.emulator.jobs import (
+    PreparedQuery,
+    ResultFile,
+    format_json_datetime,
+    now,
+    spool_csv_query,
+)
 from sfbulk.emulator.sessions import request_session
 from sfbulk.ids import make_id
 
@@ -466,6 +472,42 @@ def query_cell_converter(field_type: str | None) -> Callable[[Any], Any] | None:
     return _CELL_BY_TYPE.get(field_type or "")
 
 
+def csv_row_printer(field_types: Iterable[str | None], delimiter: str = ",",
+                    newline: str = "\n") -> Callable[[list[tuple[Any, ...]]], list[str]]:
+    """A function that prints raw query rows as Bulk 2.0 CSV lines (every cell quoted).
+
+    The Python printer: processing has SQLite build the lines (``jobs.spool_csv_query``) and
+    uses this only for values SQLite cannot print exactly.
+    """
+    converters = [
+        (i, conv)
+        for i, conv in enumerate(query_cell_converter(t) for t in field_types)
+        if conv is not None
+    ]
+    lines = _Lines()
+    writer = csv.writer(lines, delimiter=delimiter, quoting=csv.QUOTE_ALL,
+                        lineterminator=newline)
+
+    def print_rows(chunk: list[tuple[Any, ...]]) -> list[str]:
+        if converters:
+            # Convert column-wise: map() over a column runs in C between the Python calls,
+            # and booleans need no Python call at all (dict.get with the value as default).
+            columns: list[Iterable[Any]] = list(zip(*chunk, strict=True))
+            for i, conv in converters:
+                if conv is _cell_boolean:
+                    columns[i] = map(_BOOLEAN_TEXT.get, columns[i], columns[i])
+                else:
+                    columns[i] = map(conv, columns[i])
+            writer.writerows(zip(*columns, strict=True))
+        else:
+            writer.writerows(chunk)
+        printed = list(lines)
+        lines.clear()
+        return printed
+
+    return print_rows
+
+
 class _Lines(list):
     """A list that ``csv.writer`` can write to: every ``writerow`` appends one finished line."""
 
@@ -842,8 +884,6 @@ def _process_query(state: Any, job: Bulk2Job) -> None:
 
 
 def _run_query(state: Any, job: Bulk2Job, cursor: Any, started: float) -> None:
-    from itertools import islice
-
     engine = state.jobs
     pool = engine.pool
     d, nl = job.delimiter, job.newline
@@ -860,37 +900,16 @@ def _run_query(state: Any, job: Bulk2Job, cursor: Any, started: float) -> None:
     if _never_finish(state):
         _wait_for_abort(job, pool)
         return
-    converters = [
-        (i, conv)
-        for i, conv in enumerate(query_cell_converter(t) for t in cursor.field_types)
-        if conv is not None
-    ]
-    lines = _Lines()
-    writer = csv.writer(lines, delimiter=d, quoting=csv.QUOTE_ALL, lineterminator=nl)
-    rows_iter = iter(cursor)
-    while True:
-        chunk = list(islice(rows_iter, SUB_BATCH_ROWS))
-        if not chunk:
-            break
-        if job.abort_event.is_set() or pool.stopping:
-            return
-        if converters:
-            # Convert column-wise: map() over a column runs in C between the Python calls,
-            # and booleans need no Python call at all (dict.get with the value as default).
-            columns: list[Iterable[Any]] = list(zip(*chunk, strict=True))
-            for i, conv in converters:
-                if conv is _cell_boolean:
-                    columns[i] = map(_BOOLEAN_TEXT.get, columns[i], columns[i])
-                else:
-                    columns[i] = map(conv, columns[i])
-            writer.writerows(zip(*columns, strict=True))
-        else:
-            writer.writerows(chunk)
-        result.extend_text(lines)
-        lines.clear()
+    steps = spool_csv_query(state.org, cursor.compiled, result,
+                            csv_row_printer(cursor.field_types, d, nl),
+                            delimiter=d, newline=nl)
+    for rows in steps:
         with job.lock:
-            job.processed += len(chunk)
+            job.processed += rows
             job.total_processing_ms = int((time.monotonic() - started) * 1000)
+        if job.abort_event.is_set() or pool.stopping:
+            steps.close()
+            return
     with job.lock:
         if job.state == "InProgress":
             job.set_state("JobComplete")
@@ -1425,10 +1444,14 @@ class Bulk2Api:
     @staticmethod
     def _prepare_query(state: Any, soql: str, operation: str) -> Any:
         """Compile the SOQL through the org; Salesforce rejects bad queries at create time."""
-        from sfbulk.emulator.soql import SoqlError
+        from sfbulk.emulator.soql import SoqlError, compile_soql
 
+        org = state.org
         try:
-            cursor = state.org.query(soql, include_deleted=operation == "queryAll")
+            # Compiled now (Salesforce rejects a bad query at create time), run by the worker.
+            cursor = PreparedQuery(compile_soql(
+                soql, org.catalog, operation == "queryAll", now=org.clock()
+            ))
         except SoqlError as exc:
             raise _HttpError(400, exc.code, exc.message) from None
         obj = state.org.catalog.get(cursor.object)
