@@ -15,7 +15,12 @@
 3. **Run the job** and wait for it, holding one of the target's job slots
    (``max_parallel_jobs``); Bulk 1.0 results are joined in order, Bulk 2.0 results through
    :class:`~target_sfbulk.outcomes.ResultJoiner`.
-4. **Retry row locks.** Rows that failed with ``UNABLE_TO_LOCK_ROW`` are sent again, alone (a new
+4. **Fall back to REST.** When Salesforce refuses the Bulk job because of the object itself
+   (``INVALIDENTITY`` / ``InvalidEntity``: its "Allow Bulk API Access" is off) and
+   ``rest_fallback`` is on, the rows go through sObject Collections instead, 200 per call,
+   each record succeeding or failing alone as in a Bulk job; later groups of that object go
+   there directly.
+5. **Retry row locks.** Rows that failed with ``UNABLE_TO_LOCK_ROW`` are sent again, alone (a new
    job holding only them; Serial on Bulk 1.0), up to ``lock_retry_attempts`` times.
 
 The return value has exactly one outcome per input row, or an exception is raised: a job whose
@@ -37,6 +42,7 @@ from sfbulk.bulk1 import Bulk1, IngestOutcome, RowResult
 from sfbulk.bulk2 import MAX_UPLOAD_BYTES, Bulk2
 from sfbulk.csvcodec import CsvBatcher, RejectedRecord, iter_csv_rows
 from sfbulk.errors import SalesforceError
+from sfbulk.rest import RestCollections, is_bulk_refusal
 from target_sfbulk.mapping import FieldMapper
 from target_sfbulk.outcomes import (
     FAILED,
@@ -70,6 +76,7 @@ class LoadSettings:
     max_batch_rows: int = 10_000
     max_batch_bytes: int = 10_000_000
     max_upload_bytes: int = MAX_UPLOAD_BYTES
+    rest_fallback: bool = True
 
 
 @dataclass
@@ -98,6 +105,8 @@ class Loader:
         self.settings = settings
         self._slots = job_slots or threading.BoundedSemaphore(4)
         self._sleep: Callable[[float], None] = time.sleep
+        self._refused: set[str] = set()  # objects the Bulk API refused: loaded through REST
+        self._refused_lock = threading.Lock()
 
     # -- entry point -----------------------------------------------------------------------------
 
@@ -238,6 +247,61 @@ class Loader:
               key_column: str | None, items: list[tuple[int, dict[str, Any]]], serial: bool,
               report: JobReport) -> dict[int, Outcome]:
         binary = {c for _, row in items for c in row if c in mapper.binary_columns}
+        if mapper.object in self._refused and not binary:
+            return self._rest(mapper, operation, external_id_field, items, report)
+        try:
+            return self._send_bulk(mapper, operation, external_id_field, key_column, items,
+                                   serial, report, binary)
+        except SalesforceError as exc:
+            if (not self.settings.rest_fallback or binary or not is_bulk_refusal(exc)
+                    or operation not in RestCollections.OPERATIONS):
+                raise
+            with self._refused_lock:
+                first = mapper.object not in self._refused
+                self._refused.add(mapper.object)
+            if first:
+                logger.warning(
+                    "%s: the Bulk API refuses this object (%s: %s), so its records are loaded "
+                    "through the REST API (sObject Collections, 200 records per API call) "
+                    "instead; turn rest_fallback off to fail instead",
+                    mapper.object, exc.code, exc.message)
+            return self._rest(mapper, operation, external_id_field, items, report)
+
+    def _rest(self, mapper: FieldMapper, operation: str, external_id_field: str | None,
+              items: list[tuple[int, dict[str, Any]]], report: JobReport) -> dict[int, Outcome]:
+        """Load rows through sObject Collections; one outcome per row, joined in order.
+
+        A value its field cannot take is rejected alone, before any call, as in the Bulk path.
+        """
+        collections = RestCollections(self.bulk2.client)
+        types: dict[str, str] = {}
+        results: dict[int, Outcome] = {}
+        accepted: list[tuple[int, dict[str, Any]]] = []
+        for index, row in items:
+            for name in row:
+                if name not in types:
+                    column = mapper.column(name)
+                    types[name] = column.field_type if column is not None else "string"
+            try:
+                collections.body_record(mapper.object, row, types, self.settings.tz)
+            except ValueError as exc:
+                results[index] = Outcome(REJECTED, code="INVALID_VALUE", message=str(exc))
+                continue
+            accepted.append((index, row))
+        if not accepted:
+            return results
+        with self._slots:
+            rows = collections.write(mapper.object, operation, [row for _, row in accepted],
+                                     external_id_field, field_types=types, tz=self.settings.tz)
+        report.jobs.append(f"REST ({collections.calls} calls)")
+        joined = join_in_order(len(accepted), [_from_row(r, None, None) for r in rows],
+                               job_id=None, batch_id=None)
+        results.update(zip((index for index, _ in accepted), joined, strict=True))
+        return results
+
+    def _send_bulk(self, mapper: FieldMapper, operation: str, external_id_field: str | None,
+                   key_column: str | None, items: list[tuple[int, dict[str, Any]]],
+                   serial: bool, report: JobReport, binary: set[str]) -> dict[int, Outcome]:
         api = "1.0" if binary else self.settings.bulk_api
         payloads, results = self._batches(mapper, items, binary, api)
         if not payloads:
@@ -311,7 +375,7 @@ class Loader:
         return dict(zip(payload.keys, outcomes, strict=True))
 
 
-def _from_row(row: RowResult, job_id: str, batch_id: str) -> Outcome:
+def _from_row(row: RowResult, job_id: str | None, batch_id: str | None) -> Outcome:
     if row.success:
         return Outcome(SUCCESS, row.id, row.created, job_id=job_id, batch_id=batch_id)
     code, message, fields = parse_error_cell(row.error or "")

@@ -132,6 +132,12 @@ class TargetSfBulk(Target):
         th.Property("bulk_api", th.StringType, default="2.0", allowed_values=["2.0", "1.0"],
                     description="Bulk API used for loads (binary content always uses 1.0 ZIP "
                                 "batches)."),
+        th.Property("rest_fallback", th.BooleanType, default=True,
+                    description="When the Bulk API refuses an object itself (INVALIDENTITY: "
+                                "its \"Allow Bulk API Access\" is off), load it through REST "
+                                "sObject Collections (200 records per call) instead, with a "
+                                "warning; outcomes, failed records and STATE as with Bulk. "
+                                "Off: such loads fail. (No REST hard delete.)"),
         th.Property("action", th.StringType, default="insert", allowed_values=list(OPERATIONS),
                     description="Operation for every stream unless `streams` says otherwise."),
         th.Property("external_id_field", th.StringType,
@@ -283,6 +289,7 @@ class TargetSfBulk(Target):
             tz=resolve_timezone(config.get("timezone")),
             binary_root=Path(root).expanduser() if root else None,
             job_timeout=poll["job_timeout_seconds"],
+            rest_fallback=bool(config.get("rest_fallback", True)),
         )
         return Loader(Bulk1(self.client, **poll), Bulk2(self.client, **poll), settings,
                       self._job_slots)
