@@ -78,6 +78,7 @@ class ObjectCopy:
             ``Account.External_Id__c`` carries ``AccountId`` as the parent's external id.
         exclude: Record keys the target drops: the source ``Id`` and every source lookup id,
             which mean nothing in the destination org.
+        note: Anything the reader should know about how the object travels.
     """
 
     name: str
@@ -85,6 +86,7 @@ class ObjectCopy:
     key: str | None
     related: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
+    note: str = ""
 
 
 def meltano_demo_plan(meltano_yml: Path = ROOT / "meltano.yml") -> list[ObjectCopy]:
@@ -112,23 +114,20 @@ def meltano_demo_plan(meltano_yml: Path = ROOT / "meltano.yml") -> list[ObjectCo
     return plan
 
 
-def sfdx_plan(
-    project_dir: Path, plan_file: str | None = None
-) -> tuple[list[ObjectCopy], dict[str, str]]:
+def sfdx_plan(project_dir: Path, plan_file: str | None = None) -> list[ObjectCopy]:
     """Derive a faithful copy plan from a Salesforce DX project's data plan.
 
     The project is loaded into a private in-memory org (exactly what the source emulator loads)
     and, for each object of the data plan, in plan order:
 
-    - **Reach.** An object the Bulk API cannot read or write (``enableBulkApi`` false in its
-      metadata, as coral-cloud's Experience__c) is not copied, and neither is an object whose
-      required (master-detail) parent is not copied: Salesforce would refuse those rows. A
-      nillable lookup to an object that is not copied is left empty.
+    - **Reach.** An object the Bulk API refuses (``enableBulkApi`` false in its metadata, as
+      coral-cloud's Experience__c) is still copied: both plugins fall back to the REST API for
+      it (``rest_fallback``, on by default) and say so in their logs.
     - **Key.** The first external id field whose values are present and unique in every row
-      makes the copy an upsert on it (safe to re-run). Without one (coral-cloud's Case; also
-      its Contact, whose External_Id__c holds one value twice) the object is inserted: the
-      destination starts empty, so an insert creates each source record exactly once, as
-      ``sf data import tree`` itself does.
+      makes the copy an upsert on it (safe to re-run). Without one (coral-cloud's Experience__c,
+      Guest_Review__c and Case; also its Contact, whose External_Id__c holds one value twice)
+      the object is inserted: the destination starts empty, so an insert creates each source
+      record exactly once, as ``sf data import tree`` itself does.
     - **References.** Each lookup the data fills becomes a relationship column on a parent
       field that identifies the parent: its external id field when the referenced parents'
       values are unique, else its name field when that is an idLookup field with unique values
@@ -137,7 +136,7 @@ def sfdx_plan(
     - **Dropped.** ``Id`` and every lookup id of the source.
 
     Returns:
-        The plan in load order, and the objects not copied with the reason for each.
+        The plan, in the data plan's (parents first) order.
     """
     from sfbulk.emulator.sfdx import import_sfdx
     from sfbulk.emulator.store import Org as Store
@@ -145,14 +144,10 @@ def sfdx_plan(
     org = Store()
     summary = import_sfdx(org, project_dir, plan=plan_file)
     plan: list[ObjectCopy] = []
-    skipped: dict[str, str] = {}
     for name in summary.records:
         obj = org.catalog.get(name)
         if obj is None:  # pragma: no cover - import_sfdx only loads objects it knows
             raise DemoError(f"{name}: the data plan loads an object the project does not define")
-        if not obj.bulk_queryable:
-            skipped[name] = "the Bulk API cannot access it (enableBulkApi is false)"
-            continue
         references = [
             f
             for f in obj.fields.values()
@@ -163,20 +158,10 @@ def sfdx_plan(
             and f.reference_to[0] in summary.records
             and _has_values(org, name, f.name)
         ]
-        missing = [
-            f"{f.name} → {f.reference_to[0]}"
-            for f in references
-            if not f.nillable and f.reference_to[0] in skipped
-        ]
-        if missing:
-            skipped[name] = f"its required parent is not copied ({', '.join(missing)})"
-            continue
         candidates = [f.name for f in obj.fields.values() if f.external_id and f.name != "Id"]
         key = next((f for f in candidates if _unique_values(org, name, f)), None)
         related = []
         for ref in references:
-            if ref.reference_to[0] in skipped:
-                continue
             parent = org.catalog.get(ref.reference_to[0])
             parent_key = _parent_key(org, parent, name, ref.name) if parent else None
             if parent is None or parent_key is None:
@@ -195,14 +180,24 @@ def sfdx_plan(
                 key=key,
                 related=related,
                 exclude=exclude,
+                note=""
+                if obj.bulk_queryable
+                else "through REST: the Bulk API cannot access it (enableBulkApi is false)",
             )
         )
-    return plan, skipped
+    return plan
+
+
+def _rows(org: Any, soql_text: str) -> list[tuple[Any, ...]]:
+    """Rows of a query on the private org, as REST reads them (objects Bulk refuses too)."""
+    from sfbulk.emulator import soql
+
+    compiled = soql.compile_select(soql.parse(soql_text), org.catalog, False, bulk=False)
+    return [tuple(row) for row in org.execute_sql(compiled.sql, compiled.params)]
 
 
 def _values(org: Any, obj: str, field_name: str) -> list[Any]:
-    cursor = org.query(f"SELECT {field_name} FROM {obj}", expected_object=None)
-    return [row[0] for row in cursor]
+    return [row[0] for row in _rows(org, f"SELECT {field_name} FROM {obj}")]
 
 
 def _unique_values(org: Any, obj: str, field_name: str) -> bool:
@@ -224,7 +219,7 @@ def _parent_key(org: Any, parent: Any, child: str, lookup: str) -> str | None:
     ]
     referenced = {v for v in _values(org, child, lookup) if v is not None}
     for candidate in candidates:
-        rows = list(org.query(f"SELECT Id, {candidate.name} FROM {parent.name}"))
+        rows = _rows(org, f"SELECT Id, {candidate.name} FROM {parent.name}")
         counts = collections.Counter(value for _id, value in rows)
         if all(
             value is not None and counts[value] == 1
@@ -634,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = sys.stdout
     if args.import_sfdx:
         project = args.import_sfdx.resolve()
-        plan, skipped = sfdx_plan(project, args.plan)
+        plan = sfdx_plan(project, args.plan)
         plan_env = meltano_overrides(plan)
         extra = ["--plan", args.plan] if args.plan else []
         source_args = ["--import-sfdx", str(project), *extra]
@@ -642,7 +637,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = f"the Salesforce DX project {project}"
     else:
         plan = meltano_demo_plan()
-        skipped = {}
         plan_env = {}
         source_args = ["--seed", "demo", "--records", str(args.records)]
         dest_args = ["--seed", "empty"]
@@ -651,9 +645,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for copy in plan:
         how = f"upsert on {copy.key}" if copy.key else "insert"
         refs = f", parents by {', '.join(copy.related)}" if copy.related else ""
-        print(f"  {copy.name}: {how}{refs}; dropped: {', '.join(copy.exclude)}", file=out)
-    for name, reason in skipped.items():
-        print(f"  {name}: not copied: {reason}", file=out)
+        note = f"; {copy.note}" if copy.note else ""
+        print(f"  {copy.name}: {how}{refs}; dropped: {', '.join(copy.exclude)}{note}", file=out)
     if not plan:
         raise DemoError(f"nothing to copy from {what}")
 
