@@ -696,12 +696,44 @@ def _raw_encoder(field_type: str, tz: dt.tzinfo) -> Callable[[Any], str]:
 
         return encode_text
     if kind == "boolean":
-        inner = _enc_bool
-    elif kind == "integer":
-        inner = _int_encoder(field_type)
-    elif kind == "number":
-        inner = _enc_number
-    elif kind == "datetime":
+        def encode_bool(value: Any) -> str:
+            if value is True:
+                return "true"
+            if value is False:
+                return "false"
+            if value is None or (value.__class__ is str and value == ""):
+                return NULL_CELL
+            return _enc_bool(value)
+
+        return encode_bool
+    if kind == "integer":
+        low, high = INT_BOUNDS.get(field_type, INT_BOUNDS["long"])
+        whole = _int_encoder(field_type)
+
+        def encode_int(value: Any) -> str:
+            # Fast path: a plain int in range (bool is a subclass, so its class is not int).
+            if value.__class__ is int and low <= value <= high:
+                return str(value)
+            if value is None or (value.__class__ is str and value == ""):
+                return NULL_CELL
+            return whole(value)
+
+        return encode_int
+    if kind == "number":
+        def encode_number(value: Any) -> str:
+            # Fast paths: an exact Decimal (JSON numbers with a fraction) or a plain int.
+            cls = value.__class__
+            if cls is Decimal:
+                if value.is_finite():
+                    return _plain_decimal(value)
+            elif cls is int:
+                return str(value)
+            if value is None or (cls is str and value == ""):
+                return NULL_CELL
+            return _enc_number(value)
+
+        return encode_number
+    if kind == "datetime":
         inner = _datetime_encoder(tz)
     elif kind == "date":
         inner = _date_encoder(tz)
@@ -844,14 +876,36 @@ _UNSEEN = object()
 
 @dataclass
 class _OpenBatch:
+    """The batch being filled: its header so far and its rows as joined lines (no line ending).
+
+    Columns are only ever appended, so a row written when the batch had fewer columns lacks only
+    trailing cells: ``widths`` records ``(first row, column count)`` each time the count grows,
+    and the missing empty cells are added when the batch closes.
+    """
+
     columns: list[str] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)
-    rows: list[list[str]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
     keys: list[Any] = field(default_factory=list)
+    widths: list[tuple[int, int]] = field(default_factory=list)
+    #: Per record shape: where its cells go in this batch's rows (None: in order, full width).
+    layouts: dict[tuple[str, ...], tuple[int, ...] | None] = field(default_factory=dict)
     body_chars: int = 0
     body_bytes: int = 0
     header_chars: int = 0
     header_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """A record shape (its keys, in order) whose every key is a distinct column: such records
+    are encoded cell by cell without resolving, flattening or duplicate checks."""
+
+    names: tuple[str, ...]
+    encoders: tuple[Callable[[Any], str], ...]
+
+
+_NO_SHAPE = object()
 
 
 class CsvBatcher:
@@ -902,6 +956,9 @@ class CsvBatcher:
         self.max_header_chars = max_header_chars
         self.line_ending = line_ending
         self._columns: dict[str, Any] = {}
+        self._shapes: dict[tuple[str, ...], Any] = {}
+        #: A quoted line no longer than this holds no field or record over its character limit.
+        self._plain_chars = min(max_field_chars, max_record_chars)
         self._open = _OpenBatch()
         self._position = 0
         self._sequence = 0
@@ -991,6 +1048,88 @@ class CsvBatcher:
         self._position += 1
         if key is None:
             key = position
+        shape = self._shapes.get(tuple(record), _NO_SHAPE)
+        if shape is _NO_SHAPE:
+            shape = self._shape(record)
+        if shape is not None and self._add_plain(shape, record, key):
+            return None
+        return self._add_any(record, key)
+
+    def _shape(self, record: Mapping[str, Any]) -> _Shape | None:
+        """Cache the plan for records with these keys: a :class:`_Shape`, or ``None`` when some
+        key is not a column of its own (dropped, refused, a parent reference, a duplicate)."""
+        keys = tuple(record)
+        entries = []
+        try:
+            for key in keys:
+                entry = self._columns.get(key, _UNSEEN)
+                if entry is _UNSEEN:
+                    entry = self._resolve(key)
+                entries.append(entry)
+        except _Rejection:
+            entries.append(None)
+        shape = None
+        if entries and all(entry.__class__ is tuple for entry in entries):
+            names = tuple(name for name, _, _ in entries)
+            if len(set(names)) == len(names) and len(names) <= self.max_record_fields:
+                shape = _Shape(names, tuple(encode for _, _, encode in entries))
+        self._shapes[keys] = shape
+        return shape
+
+    def _add_plain(self, shape: _Shape, record: Mapping[str, Any], key: Any) -> bool:
+        """Add a record of a known shape to the open batch when it simply fits there.
+
+        Returns ``False``, having changed nothing, whenever :meth:`_add_any` must decide: a
+        value that does not encode (or is a parent reference), a line long enough that a field
+        or record limit might break, a column the open batch lacks, or a batch limit.
+        """
+        try:
+            # The shape is keyed by this record's keys, so the lengths match.
+            cells = [encode(value) for encode, value in zip(shape.encoders, record.values(),
+                                                            strict=False)]
+        except ValueError:
+            return False
+        line = ",".join(cells)
+        # One scan of the line tells whether any cell needs quoting (a comma beyond the
+        # separators, a quote or a line break); only then is each cell looked at.
+        if '"' in line or "\n" in line or "\r" in line or \
+                line.count(",") != len(cells) - 1:
+            cells = [text if _NEEDS_QUOTES.search(text) is None
+                     else '"' + text.replace('"', '""') + '"' for text in cells]
+            line = ",".join(cells)
+        if len(line) > self._plain_chars:
+            return False
+        batch = self._open
+        layout = batch.layouts.get(shape.names, _UNSEEN)
+        if layout is _UNSEEN:
+            index = batch.index
+            if any(name not in index for name in shape.names):
+                return False
+            positions = tuple(index[name] for name in shape.names)
+            layout = None if positions == tuple(range(len(batch.columns))) else positions
+            batch.layouts[shape.names] = layout
+        if layout is not None:
+            row = [""] * len(batch.columns)
+            for position, cell in zip(layout, cells, strict=True):
+                row[position] = cell
+            line = ",".join(row)
+        if len(batch.lines) >= self.max_rows:
+            return False
+        chars = len(line) + len(self.line_ending)
+        size = chars if line.isascii() else len(line.encode("utf-8")) + len(self.line_ending)
+        body_chars = batch.body_chars + chars
+        body_bytes = batch.body_bytes + size
+        if batch.header_chars + body_chars > self.max_chars or \
+                batch.header_bytes + body_bytes > self.max_bytes:
+            return False
+        batch.lines.append(line)
+        batch.keys.append(key)
+        batch.body_chars = body_chars
+        batch.body_bytes = body_bytes
+        return True
+
+    def _add_any(self, record: Mapping[str, Any], key: Any) -> CsvBatch | RejectedRecord | None:
+        """:meth:`add` for any record: resolve and check every key and value."""
         try:
             encoded = self._encode(record)
         except _Rejection as exc:
@@ -1037,7 +1176,7 @@ class CsvBatcher:
     def _fit(self, batch: _OpenBatch,
              encoded: tuple[list[tuple[str, str, str]], int, int]) -> tuple[int, ...] | None:
         """The batch's new sizes with this record added, or ``None`` when a limit would break."""
-        if len(batch.rows) >= self.max_rows:
+        if len(batch.lines) >= self.max_rows:
             return None
         cells, cell_chars, cell_bytes = encoded
         index = batch.index
@@ -1057,7 +1196,7 @@ class CsvBatcher:
             if header_chars - eol > self.max_header_chars:
                 return None
         # Existing rows gain one comma per new column.
-        widen = len(new_headers) * len(batch.rows)
+        widen = len(new_headers) * len(batch.lines)
         body_chars = batch.body_chars + widen + cell_chars + columns - 1 + eol
         body_bytes = batch.body_bytes + widen + cell_bytes + columns - 1 + eol
         if header_chars + body_chars > self.max_chars or header_bytes + body_bytes > self.max_bytes:
@@ -1066,31 +1205,37 @@ class CsvBatcher:
 
     def _append(self, batch: _OpenBatch, cells: list[tuple[str, str, str]], key: Any,
                 sizes: tuple[int, ...]) -> None:
-        for name, header, _ in cells:
-            if name not in batch.index:
-                batch.index[name] = len(batch.columns)
-                batch.columns.append(header)
-        row = [""] * len(batch.columns)
         index = batch.index
+        for name, header, _ in cells:
+            if name not in index:
+                index[name] = len(batch.columns)
+                batch.columns.append(header)
+        width = len(batch.columns)
+        if not batch.widths or batch.widths[-1][1] != width:
+            batch.widths.append((len(batch.lines), width))
+            batch.layouts.clear()  # layouts name the full width: recompute them
+        row = [""] * width
         for name, _, cell in cells:
             row[index[name]] = cell
-        batch.rows.append(row)
+        batch.lines.append(",".join(row))
         batch.keys.append(key)
         batch.header_chars, batch.header_bytes, batch.body_chars, batch.body_bytes = sizes
 
     def _close(self) -> CsvBatch | None:
         batch = self._open
-        if not batch.rows:
+        if not batch.lines:
             return None
         self._open = _OpenBatch()
         width = len(batch.columns)
+        lines = batch.lines
+        # Rows written before the header last grew get their missing trailing empty cells.
+        bounds = [start for start, _ in batch.widths[1:]] + [len(lines)]
+        for (start, columns), stop in zip(batch.widths, bounds, strict=True):
+            if columns < width:
+                pad = "," * (width - columns)
+                lines[start:stop] = [line + pad for line in lines[start:stop]]
         eol = self.line_ending
-        parts = [",".join(batch.columns)]
-        for row in batch.rows:
-            if len(row) < width:
-                row.extend([""] * (width - len(row)))
-            parts.append(",".join(row))
-        text = eol.join(parts) + eol
+        text = eol.join([",".join(batch.columns), *lines]) + eol
         names = list(batch.index)
         sequence = self._sequence
         self._sequence += 1

@@ -471,6 +471,42 @@ def test_a_new_column_widens_earlier_rows_within_the_byte_limit() -> None:
     assert fits[0].size == 21
 
 
+def test_records_of_one_shape_in_any_key_order_and_width() -> None:
+    # Repeated key sets take the batcher's cached per-shape plan; the bytes must be exactly what
+    # resolving every key gives: cells in header order, quoting only where needed, missing cells
+    # empty, rows padded when a later record widens the header, values refused as before.
+    out = run([
+        {"name": "A", "amount": 1},
+        {"name": 'B, "b"', "amount": Decimal("2.50")},
+        {"amount": 3, "name": "C"},
+        {"amount": 4},
+        {"name": "cr\rlf", "amount": 2**40},
+        {"name": "D", "amount": "x"},
+        {"name": "E", "amount": 5, "active": True},
+        {"name": "F", "amount": 6},
+        {"name": None, "amount": None},
+        {"name": {"nested": 1}, "amount": 7},
+    ])
+    batch, *rejected = [o for o in out if isinstance(o, CsvBatch)] + \
+        [o for o in out if isinstance(o, RejectedRecord)]
+    assert batch.data.decode() == (
+        "Name,Amount,Active__c\n"
+        "A,1,\n"
+        '"B, ""b""",2.50,\n'
+        "C,3,\n"
+        ",4,\n"
+        '"cr\rlf",1099511627776,\n'
+        "E,5,true\n"
+        "F,6,\n"
+        "#N/A,#N/A,\n"
+    )
+    assert batch.keys == [0, 1, 2, 3, 4, 6, 7, 8]
+    assert batch.size == len(batch.data) and batch.chars == len(batch.data.decode())
+    assert [(r.key, r.field) for r in rejected] == [(5, "amount"), (9, "name.nested")]
+    assert "'x' is not a finite number" in rejected[0].reason
+    assert "has no field 'name.nested'" in rejected[1].reason
+
+
 def test_oversized_record_and_field_are_rejected_alone() -> None:
     out = run([
         {"name": "ok"},
