@@ -567,14 +567,17 @@ def _sql_text(text: str) -> str:
 
 
 def csv_cell_sql(kind: str | None, expr: str) -> tuple[str, str | None]:
-    """The SQL that prints one stored value as a Bulk query CSV cell (quotes not included),
-    and the condition under which that text is exactly what the Python formatters print.
+    """The SQL that prints one stored value as a Bulk query CSV cell (quotes not included,
+    never NULL), and the condition under which that text is exactly what the Python printers
+    print (None: always).
 
     Rows that fail a condition (a decimal SQLite keeps as REAL, an integer too large for the
-    shortcut below, a boolean that is not 0/1, text holding NUL) are formatted in Python
+    shortcut below, a boolean that is not 0/1, text in a number column) are printed in Python
     instead, so the SQL only has to be right for the values it accepts:
 
     - text of every kind (ids, strings, dates, datetimes as stored): quotes doubled; NULL empty.
+      Text columns hold only text (the store parses every value it writes), and ``||`` keeps
+      NUL characters, so text needs no condition.
     - boolean 0/1: ``false``/``true``.
     - int/long integers: their digits.
     - double/currency/percent integers: Java's ``Double.toString``: ``5.0`` below 10^7, else
@@ -585,7 +588,7 @@ def csv_cell_sql(kind: str | None, expr: str) -> tuple[str, str | None]:
         return (f"CASE {expr} WHEN 1 THEN 'true' WHEN 0 THEN 'false' ELSE '' END",
                 f"({expr} IS NULL OR {expr} IN (0, 1))")
     if kind in _INTEGER_KINDS:
-        return expr, f"typeof({expr}) IN ('integer', 'null')"
+        return f"ifnull({expr}, '')", f"typeof({expr}) IN ('integer', 'null')"
     if kind in _DOUBLE_KINDS:
         digits = f"CAST(abs({expr}) AS TEXT)"
         scientific = (
@@ -595,18 +598,22 @@ def csv_cell_sql(kind: str | None, expr: str) -> tuple[str, str | None]:
         )
         return (
             f"CASE WHEN {expr} > -10000000 AND {expr} < 10000000 THEN {expr} || '.0' "
-            f"ELSE {scientific} END",
+            f"WHEN {expr} IS NULL THEN '' ELSE {scientific} END",
             f"({expr} IS NULL OR typeof({expr}) = 'integer' "
             f"AND {expr} > -1000000000000000 AND {expr} < 1000000000000000)",
         )
     if kind == "base64":
         return "''", f"{expr} IS NULL"
-    return (f"iif(instr({expr}, '\"'), replace({expr}, '\"', '\"\"'), {expr})",
-            f"ifnull(instr({expr}, char(0)), 0) = 0 AND typeof({expr}) IN ('text', 'null')")
+    return f"iif(instr({expr}, '\"'), replace({expr}, '\"', '\"\"'), ifnull({expr}, ''))", None
 
 
-#: SQLite functions take at most 127 arguments: wide rows are printed in several pieces.
-_PRINTF_ARGS = 100
+def _concat(pieces: list[str]) -> str:
+    """``a || b || …`` nested as a balanced tree: SQLite copies the left operand on every
+    ``||``, so a flat chain over a wide row copies the line once per cell."""
+    if len(pieces) <= 4:
+        return " || ".join(pieces)
+    middle = len(pieces) // 2
+    return f"({_concat(pieces[:middle])}) || ({_concat(pieces[middle:])})"
 
 
 def csv_line_sql(exprs: Sequence[str], kinds: Sequence[str | None], delimiter: str = ",",
@@ -614,16 +621,14 @@ def csv_line_sql(exprs: Sequence[str], kinds: Sequence[str | None], delimiter: s
     """SQL for a whole CSV line of these expressions (every cell quoted, the newline
     included) and the condition under which it is exact (None: always)."""
     cells = [csv_cell_sql(kind, expr) for expr, kind in zip(exprs, kinds, strict=True)]
-    joint = ('"' + delimiter + '"').replace("%", "%%")
-    pieces = []
-    for first in range(0, len(cells), _PRINTF_ARGS):
-        group = cells[first : first + _PRINTF_ARGS]
-        fmt = ('"' if first == 0 else joint) + joint.join(["%s"] * len(group))
-        if first + _PRINTF_ARGS >= len(cells):
-            fmt += '"' + newline.replace("%", "%%")
-        pieces.append(f"printf({_sql_text(fmt)}, {', '.join(cell for cell, _ in group)})")
+    pieces = [_sql_text('"')]
+    for i, (cell, _) in enumerate(cells):
+        if i:
+            pieces.append(_sql_text('"' + delimiter + '"'))
+        pieces.append(cell)
+    pieces.append(_sql_text('"' + newline))
     conditions = [check for _, check in cells if check]
-    return " || ".join(pieces), " AND ".join(conditions) or None
+    return _concat(pieces), " AND ".join(conditions) or None
 
 
 class PreparedQuery:
