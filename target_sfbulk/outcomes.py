@@ -26,10 +26,11 @@ some record is unknown; that is an error (:class:`ResultJoinError`), never a gue
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from operator import itemgetter
 from typing import Any
 
 from sfbulk.csvcodec import NULL_CELL
@@ -228,8 +229,31 @@ def _identity(cell: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+#: Rows sharing their text cells that a result row is compared with one by one; past this many,
+#: those rows are indexed by their normalised typed cells instead.
+_SCAN_LIMIT = 16
+
+
+def _getter(indexes: Sequence[int]) -> Callable[[Sequence[str]], tuple[str, ...]]:
+    """``row -> tuple of the cells at indexes`` (always a tuple, unlike a bare itemgetter)."""
+    if len(indexes) == 1:
+        (only,) = indexes
+        return lambda row: (row[only],)
+    if not indexes:
+        return lambda row: ()
+    return itemgetter(*indexes)
+
+
 class ResultJoiner:
     """Pairs Bulk 2.0 result rows with the rows of one upload (see the module doc).
+
+    Keyed jobs index the upload by the normalised key. Inserts, matched by whole content, index
+    it by the cells of text columns (which compare as they are, so need no normalising); the
+    typed cells of a row with those text cells are then compared as sent, and only when they
+    differ, normalised (Salesforce reformats numbers, booleans and datetimes in
+    ``successfulResults``). When many rows share their text cells, those rows are indexed by
+    their normalised typed cells. Either way a result row takes the first pending row, in upload
+    order, whose normalised content equals its own.
 
     Args:
         header: The uploaded header (canonical column names).
@@ -254,35 +278,94 @@ class ResultJoiner:
     ) -> None:
         self.header = list(header)
         self.job_id = job_id
-        if key_column is not None and key_column in self.header:
-            self._columns = [self.header.index(key_column)]
-            normalisers = [cell_normaliser(types.get(key_column), fold_case=fold_key_case)]
-        else:
-            self._columns = list(range(len(self.header)))
-            normalisers = [cell_normaliser(types.get(name)) for name in self.header]
-        self._normalisers = normalisers
-        # Only typed columns need normalising; text compares as it is (the hot path of a join).
-        self._typed = [(i, f) for i, f in enumerate(normalisers) if f is not _identity]
-        self._whole = self._columns == list(range(len(self.header)))
-        self._pending: dict[tuple[str, ...], deque[int]] = defaultdict(deque)
+        width = len(self.header)
+        self._keyed = key_column is not None and key_column in self.header
+        if self._keyed:
+            at = self.header.index(key_column)
+            self._key_at = at
+            self._key_normal = cell_normaliser(types.get(key_column), fold_case=fold_key_case)
+        normalisers = [cell_normaliser(types.get(name)) for name in self.header]
+        #: Whole-content matching: text columns index the rows, typed ones are compared.
+        self._plain = [i for i, f in enumerate(normalisers) if f is _identity]
+        self._typed = [i for i, f in enumerate(normalisers) if f is not _identity]
+        self._typed_normalisers = [normalisers[i] for i in self._typed]
+        self._typed_cells: list[tuple[str, ...]] = []
+        #: Keyed: normalised key -> positions. Content: text cells -> a position, a deque of
+        #: positions in upload order, or a dict of normalised typed cells -> deque of positions.
+        self._pending: dict[Any, Any] = {}
         self.rows = 0
-        for position, row in enumerate(rows):
-            self._pending[self._project(row)].append(position)
-            self.rows += 1
+        pending = self._pending
+        if self._keyed:
+            normal = self._key_normal
+            for position, row in enumerate(rows):
+                key = normal(row[at] if at < len(row) else "")
+                queue = pending.get(key)
+                if queue is None:
+                    pending[key] = deque((position,))
+                else:
+                    queue.append(position)
+                self.rows += 1
+        else:
+            plain_of = _getter(self._plain)
+            typed_of = _getter(self._typed)
+            typed_cells = self._typed_cells
+            for position, row in enumerate(rows):
+                if len(row) < width:
+                    row = [*row, *[""] * (width - len(row))]
+                key = plain_of(row)
+                typed_cells.append(typed_of(row))
+                entry = pending.get(key)
+                if entry is None:
+                    pending[key] = position
+                elif entry.__class__ is int:
+                    pending[key] = deque((entry, position))
+                else:
+                    entry.append(position)
+            self.rows = len(typed_cells)
         self.outcomes: list[Outcome | None] = [None] * self.rows
         #: Why unprocessed rows were not processed, when known (the job's error message).
         self.unprocessed_reason = ("Salesforce did not process this record (the job stopped "
                                    "before reaching it)")
 
-    def _project(self, cells: Sequence[str]) -> tuple[str, ...]:
-        width = len(self.header)
-        if self._whole and len(cells) == width:
-            out = list(cells)
-        else:
-            out = [cells[c] if c < len(cells) else "" for c in self._columns]
-        for position, normalise in self._typed:
-            out[position] = normalise(out[position])
-        return tuple(out)
+    def _normal(self, typed: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(f(cell) for f, cell in zip(self._typed_normalisers, typed, strict=True))
+
+    def _take_content(self, plain: Any, typed: tuple[str, ...]) -> int | None:
+        """The first pending row (upload order) with these text cells and these typed cells
+        after normalising, removed from the pending rows; ``None`` when there is none."""
+        pending = self._pending
+        entry = pending.get(plain)
+        if entry is None:
+            return None
+        sent = self._typed_cells
+        if entry.__class__ is int:
+            if sent[entry] == typed or self._normal(sent[entry]) == self._normal(typed):
+                del pending[plain]
+                return entry
+            return None
+        if entry.__class__ is deque:
+            if len(entry) <= _SCAN_LIMIT:
+                normal = None
+                for i, position in enumerate(entry):
+                    if sent[position] != typed:
+                        if normal is None:
+                            normal = self._normal(typed)
+                        if self._normal(sent[position]) != normal:
+                            continue
+                    del entry[i]
+                    if not entry:
+                        del pending[plain]
+                    return position
+                return None
+            groups: dict[tuple[str, ...], deque[int]] = {}
+            for position in entry:
+                groups.setdefault(self._normal(sent[position]), deque()).append(position)
+            pending[plain] = entry = groups
+        queue = entry.get(self._normal(typed))
+        if not queue:
+            return None
+        position = queue.popleft()
+        return position
 
     def _positions(self, echoed_header: Sequence[str]) -> list[int]:
         """Where each uploaded column sits in a result page's header."""
@@ -299,11 +382,16 @@ class ResultJoiner:
         yields them)."""
         taken = 0
         header: list[str] | None = None
-        rows: list[list[str]] = []
+        rows: list[Sequence[str]] = []
+        cells_of: Callable[[Mapping[str, str]], Sequence[str]] | None = None
         for record in records:
             if header is None:
                 header = list(record)
-            rows.append([record.get(name, "") for name in header])
+                cells_of = _dict_cells(header)
+            try:
+                rows.append(cells_of(record))  # type: ignore[misc]
+            except KeyError:  # a row without some header cell: missing cells are empty
+                rows.append([record.get(name, "") for name in header])
             if len(rows) >= 10_000:
                 taken += self.add_page(kind, [header, *rows])
                 rows = []
@@ -326,31 +414,41 @@ class ResultJoiner:
         if echoed is None:
             return 0
         positions = self._positions(echoed)
+        need = max(positions) + 1 if positions else 0
         id_at = echoed.index("sf__Id") if "sf__Id" in echoed else None
         created_at = echoed.index("sf__Created") if "sf__Created" in echoed else None
         error_at = echoed.index("sf__Error") if "sf__Error" in echoed else None
+        plain_of = _getter([positions[i] for i in self._plain])
+        typed_of = _getter([positions[i] for i in self._typed])
+        key_at = positions[self._key_at] if self._keyed else 0
         taken = 0
+        outcomes = self.outcomes
+        job_id = self.job_id
         for row in rows:
-            sent_order = [row[i] if i < len(row) else "" for i in positions]
-            key = self._project(sent_order)
-            queue = self._pending.get(key)
-            if not queue:
+            if len(row) < need:
+                row = [*row, *[""] * (need - len(row))]
+            if self._keyed:
+                queue = self._pending.get(self._key_normal(row[key_at]))
+                position = queue.popleft() if queue else None
+            else:
+                position = self._take_content(plain_of(row), typed_of(row))
+            if position is None:
+                sent_order = [row[i] for i in positions]
                 raise ResultJoinError(
                     f"a {kind} result row matches no uploaded row (or more results than rows "
-                    f"share its values): {_preview(sent_order)}", job_id=self.job_id)
-            position = queue.popleft()
+                    f"share its values): {_preview(sent_order)}", job_id=job_id)
             record_id = (row[id_at] if id_at is not None else "") or None
             if kind == "successful":
                 created = _bool(row[created_at]) if created_at is not None else None
-                outcome = Outcome(SUCCESS, record_id, created, job_id=self.job_id)
+                outcome = Outcome(SUCCESS, record_id, created, job_id=job_id)
             elif kind == "failed":
                 code, message, fields = parse_error_cell(row[error_at] if error_at is not None
                                                          else "")
-                outcome = Outcome(FAILED, record_id, None, code, message, fields, self.job_id)
+                outcome = Outcome(FAILED, record_id, None, code, message, fields, job_id)
             else:
                 outcome = Outcome(UNPROCESSED, None, None, "UNPROCESSED",
-                                  self.unprocessed_reason, job_id=self.job_id)
-            self.outcomes[position] = outcome
+                                  self.unprocessed_reason, job_id=job_id)
+            outcomes[position] = outcome
             taken += 1
         return taken
 
@@ -373,6 +471,14 @@ class ResultJoiner:
             self.outcomes[i] = Outcome(UNPROCESSED, None, None, "UNPROCESSED",
                                        unprocessed_message, job_id=self.job_id)
         return [outcome for outcome in self.outcomes if outcome is not None]
+
+
+def _dict_cells(header: Sequence[str]) -> Callable[[Mapping[str, str]], Sequence[str]]:
+    """``record -> its cells in header order`` (raises KeyError for a missing one)."""
+    if len(header) == 1:
+        (only,) = header
+        return lambda record: (record[only],)
+    return itemgetter(*header)
 
 
 def _preview(cells: Sequence[str]) -> str:

@@ -156,9 +156,15 @@ class BatchFailure(Exception):
 
 
 def error_body(code: str, message: str, as_json: bool) -> tuple[bytes, str]:
-    """The Bulk 1.0 error body in the recorded layout, and its content type."""
+    """The Bulk 1.0 error body in the recorded layout, and its content type.
+
+    JSON is compact (``{"exceptionCode":"InvalidBatch",...}``) like the recorded
+    ``bulk1/error_invalid_batch.json`` and every Bulk 1.0 JSON jobInfo and batchInfo.
+    """
     if as_json:
-        return json.dumps({"exceptionCode": code, "exceptionMessage": message}).encode(), JSON_TYPE
+        body = json.dumps({"exceptionCode": code, "exceptionMessage": message},
+                          separators=(",", ":"))
+        return body.encode(), JSON_TYPE
     xml = (
         f'{XML_DECLARATION}<error\n   xmlns="{NS}">\n'
         f" <exceptionCode>{escape(code)}</exceptionCode>\n"

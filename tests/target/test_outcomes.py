@@ -87,6 +87,24 @@ def test_bulk2_insert_join_by_converted_content_in_any_order():
     assert outcomes[1].fields == ("Amount__c",)
 
 
+def test_bulk2_insert_join_when_many_rows_share_their_text():
+    # 40 rows with one Name differ only in a number that Salesforce echoes reformatted, plus 20
+    # identical rows: past a few rows sharing their text cells, the joiner indexes them by their
+    # normalised numbers; identical rows still take their results in input order.
+    header = ["Name", "Amount__c"]
+    rows = [["Same", str(i * 10_000_000)] for i in range(40)] + [["Twin", "5"]] * 20
+    joiner = ResultJoiner(header, rows, {"Name": "string", "Amount__c": "double"}, job_id="750J")
+    page = [["sf__Id", "sf__Created", "Amount__c", "Name"]]
+    page += [[f"id{i}", "true", f"{i}.0E7" if i else "0.0", "Same"] for i in reversed(range(40))]
+    page += [[f"twin{i}", "true", "5.0", "Twin"] for i in range(20)]
+    assert joiner.add_page("successful", page) == 60
+    outcomes = joiner.finish()
+    assert [o.id for o in outcomes] == [f"id{i}" for i in range(40)] + \
+        [f"twin{i}" for i in range(20)]
+    with pytest.raises(ResultJoinError, match="matches no uploaded row"):
+        joiner.add_page("successful", [page[0], ["x", "true", "5.0", "Twin"]])
+
+
 def test_bulk2_keyed_join_ignores_other_columns():
     header = ["Ext__c", "Name"]
     rows = [["k1", "one"], ["K2", "two"]]
