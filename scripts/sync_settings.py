@@ -17,6 +17,7 @@ Run ``.venv/bin/python scripts/sync_settings.py`` after changing a plugin's sett
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import subprocess
@@ -45,8 +46,10 @@ def plugin_command(plugin: str) -> list[str]:
     return [str(Path(sys.executable).parent / plugin)]
 
 
+@functools.cache
 def about(plugin: str, fmt: str) -> str:
-    """``PLUGIN --about --format=FMT`` output (stdout only: logs go to stderr)."""
+    """``PLUGIN --about --format=FMT`` output (stdout only: logs go to stderr); asked once per
+    process, as starting a plugin costs seconds."""
     result = subprocess.run(  # noqa: S603 - our own console script, fixed arguments
         [*plugin_command(plugin), "--about", f"--format={fmt}"],
         capture_output=True,
