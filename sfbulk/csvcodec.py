@@ -1020,7 +1020,15 @@ class CsvBatcher:
                     text = '"' + text.replace('"', '""') + '"'
                     size = len(text)
                 cell_chars += size
-                cell_bytes += size if text.isascii() else len(text.encode("utf-8"))
+                if text.isascii():
+                    cell_bytes += size
+                else:
+                    try:
+                        cell_bytes += len(text.encode("utf-8"))
+                    except UnicodeEncodeError:
+                        # Lone surrogates: input bytes that were not UTF-8, escaped on reading.
+                        raise _Rejection(f"{name}: the text is not valid UTF-8 (undecodable "
+                                         "input bytes)", key) from None
                 cells.append((name, header, text))
         if record_chars > self.max_record_chars:
             raise _Rejection(f"{record_chars} characters, over the {self.max_record_chars} per "
@@ -1116,7 +1124,10 @@ class CsvBatcher:
         if len(batch.lines) >= self.max_rows:
             return False
         chars = len(line) + len(self.line_ending)
-        size = chars if line.isascii() else len(line.encode("utf-8")) + len(self.line_ending)
+        try:
+            size = chars if line.isascii() else len(line.encode("utf-8")) + len(self.line_ending)
+        except UnicodeEncodeError:
+            return False  # undecodable input text: the full path rejects it, naming the field
         body_chars = batch.body_chars + chars
         body_bytes = batch.body_bytes + size
         if batch.header_chars + body_chars > self.max_chars or \
