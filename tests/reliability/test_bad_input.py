@@ -110,6 +110,8 @@ def test_invalid_utf8_inside_a_record_is_refused_alone(emulator, observe, tmp_pa
     assert _keys(emulator) == ["G1", "G2"]
     assert [e["record"]["Ext_Id__c"] for e in entries] == ["BAD"]
     assert entries[0]["status"] == "rejected"
+    assert entries[0]["fields"] == ["Name"]
+    assert "not valid UTF-8" in entries[0]["error_message"]
     observe("bad input", "invalid UTF-8 inside a record (UTF-8 locale: bytes escaped)",
             f"record refused alone: `{entries[0]['error_code']}`: "
             f"{entries[0]['error_message'][:60]}; the good records loaded",
@@ -167,12 +169,6 @@ INVALID_STREAMS = [
     ("malformed Singer line", messages_text([schema_message(STREAM, PROPERTIES, ["Ext_Id__c"]),
                                              _record("G1")]) + "{not json\n",
      "Invalid Singer input: Unable to parse line as JSON: {not json", {}),
-    ("RECORD before SCHEMA", messages_text([_record("G1")]),
-     "Invalid Singer input: A record for stream 'Type_Sample__c' was encountered before a "
-     "corresponding schema", {}),
-    ("RECORD of an unknown stream", messages_text([record_message("Ghost", {"a": 1})]),
-     "Invalid Singer input: A record for stream 'Ghost' was encountered before a "
-     "corresponding schema", {}),
     ("invalid UTF-8 (strict locale)",
      b'{"type":"SCHEMA","stream":"X","schema":{"type":"object"},"key_properties":[]}\n\xff\n',
      "Invalid Singer input: 'utf-8' codec can't decode byte 0xff",
@@ -196,3 +192,23 @@ def test_input_that_is_not_singer_stops_with_one_line(emulator, observe, tmp_pat
     assert emulator.state.jobs.jobs() == []
     observe("bad input", case, f"exit 1 with one line: `{last.split('| ')[-1][:110]}`; no job",
             before=None, after=0)
+
+
+@pytest.mark.parametrize(("case", "messages", "stream"), [
+    ("RECORD before SCHEMA", [_record("G1")], STREAM),
+    ("RECORD of an unknown stream", [schema_message(STREAM, PROPERTIES, ["Ext_Id__c"]),
+                                     record_message("Ghost", {"a": 1})], "Ghost"),
+])
+def test_record_without_schema_stops_before_any_job(emulator, observe, tmp_path, case,
+                                                    messages, stream):
+    from singer_sdk.exceptions import RecordsWithoutSchemaException
+
+    _, error, entries = _run(emulator, tmp_path, messages_text(messages))
+    # The command line turns this error into one line and exit 1, like the malformed line.
+    assert isinstance(error, RecordsWithoutSchemaException), error
+    assert f"A record for stream '{stream}' was encountered before a corresponding schema" \
+        in str(error)
+    assert entries == []
+    assert emulator.state.jobs.jobs() == []
+    observe("bad input", case, f"stopped before any job: `{str(error)[:100]}`", before=1,
+            after=0)
