@@ -48,6 +48,7 @@ from target_sfbulk.failures import RunTally
 from target_sfbulk.loader import Loader, LoadSettings
 from target_sfbulk.mapping import OPERATIONS
 from target_sfbulk.ordering import waves
+from target_sfbulk.reading import SingerLineReader
 from target_sfbulk.sinks import SalesforceSink
 
 if t.TYPE_CHECKING:
@@ -87,6 +88,7 @@ class TargetSfBulk(Target):
 
     name = "target-sfbulk"
     default_sink_class = SalesforceSink
+    message_reader_class = SingerLineReader
 
     capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
         PluginCapabilities.ABOUT,
