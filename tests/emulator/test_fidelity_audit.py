@@ -226,12 +226,6 @@ def test_an_expired_session_is_refused_in_each_apis_own_form(emulator_factory):
                               "exceptionMessage": "Invalid session id"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bulk1.py renders its JSON error bodies with json.dumps' default ', '/': ' separators "
-    '({"exceptionCode": "InvalidSessionId", ...}) while the recorded body '
-    "(bulk1/error_invalid_batch.json) and app.bulk1_error_body are compact "
-    '({"exceptionCode":"InvalidBatch",...}), like every Bulk 1.0 JSON jobInfo/batchInfo'
-))
 def test_bulk1_json_error_bodies_are_compact_like_the_recording(client: Client):
     response = client.bulk1("GET", "job/7505g0000000001AAA", content_type="application/json")
     assert response.text == (
