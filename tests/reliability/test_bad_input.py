@@ -212,3 +212,24 @@ def test_record_without_schema_stops_before_any_job(emulator, observe, tmp_path,
     assert emulator.state.jobs.jobs() == []
     observe("bad input", case, f"stopped before any job: `{str(error)[:100]}`", before=1,
             after=0)
+
+
+def test_record_over_the_batch_size_limit_is_refused_alone(emulator, observe, tmp_path):
+    from tests.reliability.conftest import run_target
+
+    # A Bulk 1.0 batch holds at most 10 MB; with the limit lowered to 400 bytes, a record of
+    # about 600 bytes fits no batch at all, while its neighbours still load.
+    failed = tmp_path / "failed.jsonl"
+    messages = [schema_message(STREAM, PROPERTIES, ["Ext_Id__c"]), _record("G1"),
+                _record("BIG", Long_Text__c="z" * 600), _record("G2")]
+    run = run_target(emulator, messages, bulk_api="1.0", action="upsert",
+                     failed_records_path=str(failed), max_failed_records=10,
+                     load={"max_batch_bytes": 400})
+    assert run.error is None, run.error
+    assert _keys(emulator) == ["G1", "G2"]
+    entries = [json.loads(line) for line in failed.read_text().splitlines()]
+    assert [(e["record"]["Ext_Id__c"], e["status"]) for e in entries] == [("BIG", "rejected")]
+    assert "exceeds the batch size limits" in entries[0]["error_message"]
+    observe("bad input", "a record over the batch size limit",
+            f"record refused alone: `{entries[0]['error_message']}`; the 2 others loaded",
+            before=3, after=len(_keys(emulator)))

@@ -300,3 +300,52 @@ def test_unable_to_lock_row_on_parallel_batches(emulator, observe):
     observe("faults", "UNABLE_TO_LOCK_ROW on parallel Bulk 1.0 batches sharing parents",
             f"{injected} row(s) failed to lock; resubmitted alone ({tally.lock_retries} "
             "retries); all loaded with their parents", before=40, after=len(stored))
+
+
+ABORT_FAULTS = {
+    "HTTP 500 once": ("http_500", {"count": 1}),
+    "connection reset once": ("drop_connection", {"count": 1, "after_bytes": 0}),
+    "HTTP 503 on every attempt": ("http_503", {"rate": 1.0}),
+}
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("fault", list(ABORT_FAULTS))
+def test_fault_on_abort_after_a_timeout(emulator, observe, api, fault):
+    set_faults(emulator, {"never_finish": True})
+    result: dict = {}
+
+    def load() -> None:
+        result["run"] = run_target(emulator, account_messages(5, state={"n": 5}), bulk_api=api,
+                                   action="upsert", job_timeout_seconds=0.5)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    # Once the job is closed, the only state change left is the abort after the timeout.
+    assert wait_until(lambda: any(str(getattr(job, "state", "")) in ("Closed", "UploadComplete",
+                                                                      "InProgress")
+                                  for job in emulator.state.jobs.jobs()))
+    kind, spec = ABORT_FAULTS[fault]
+    method, path = ("PATCH", r"/jobs/ingest/[A-Za-z0-9]{18}$") if api == "2.0" else \
+        ("POST", r"/services/async/[^/]+/job/[A-Za-z0-9]{18}$")
+    set_faults(emulator, {kind: {**spec, "method": method, "path": path}})
+    thread.join(30)
+    run = result["run"]
+    fired = stats(emulator)["faults_injected"].get(kind, 0)
+    assert isinstance(run.error, JobTimeoutError), run.error
+    assert run.states == []
+    states = job_states(emulator)
+    clear_faults(emulator)
+    if fault == "HTTP 503 on every attempt":
+        # Bounded: the abort is tried max_retries + 1 times, then the job is left to the org
+        # (it is closed, so it takes no more data; Salesforce finishes or times it out).
+        assert fired == 4
+        assert "Aborted" not in states
+        happened = (f"abort gave up after {fired} attempts; JobTimeoutError reported; job "
+                    f"left {states} (closed to new data)")
+    else:
+        assert fired == 1
+        assert states == {"Aborted": 1}, states
+        happened = "abort retried; job Aborted; JobTimeoutError reported; no STATE"
+    observe("faults", f"Bulk {api} abort (after a job timeout): {fault}", happened,
+            before=5, after=len(external_ids(emulator)))
