@@ -260,6 +260,7 @@ def test_demo_plan_drops_every_source_lookup_id_of_the_demo_objects() -> None:
     related = env["tap"]["config"]["related_fields"]
     for name, spec in env["target"]["config"]["streams"].items():
         obj = org.catalog.get(name)
+        assert obj is not None, name
         lookups = {f.name for f in obj.fields.values() if f.type == "reference" and f.createable}
         assert set(spec["exclude_fields"]) == {"Id"} | lookups, name
         for column in related.get(name, []):
@@ -267,4 +268,6 @@ def test_demo_plan_drops_every_source_lookup_id_of_the_demo_objects() -> None:
             lookup = next(f for f in obj.fields.values() if f.relationship_name == relationship)
             assert lookup.name in spec["exclude_fields"]
             parent = org.catalog.get(lookup.reference_to[0])
-            assert parent.field(field_name).external_id, column
+            assert parent is not None, column
+            key = parent.field(field_name)
+            assert key is not None and key.external_id, column
