@@ -128,7 +128,7 @@ DEFAULT_RESULT_ROWS_PER_FILE = 100_000
 NO_RECORDS = b"Records not found for this query"
 #: Rows formatted per step when spooling query results.
 _QUERY_CHUNK_ROWS = 5_000
-_STREAM_CHUNK_BYTES = 256 * 1024
+_STREAM_CHUNK_BYTES = 1024 * 1024
 
 
 # --------------------------------------------------------------------------------------------

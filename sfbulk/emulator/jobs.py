@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 #: Bytes a result file keeps in memory before it moves to a temporary file on disk.
 DEFAULT_SPOOL_BYTES = 8 * 1024 * 1024
 #: Size of the chunks a page is streamed in.
-DEFAULT_CHUNK_BYTES = 256 * 1024
+DEFAULT_CHUNK_BYTES = 1024 * 1024
 #: Bytes buffered in memory between writes once a result file lives on disk.
 _FLUSH_BYTES = 1024 * 1024
 
