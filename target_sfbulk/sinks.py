@@ -52,6 +52,10 @@ logger = logging.getLogger(__name__)
 #: memory bounded for wide records and every Bulk 2.0 job well under its 100 MB upload limit.
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 
+#: Singer metadata keys dropped from records (``_sdc_deleted_at`` is kept: it marks deletes).
+_DROPPED_METADATA = frozenset({"_sdc_extracted_at", "_sdc_received_at", "_sdc_batched_at",
+                               "_sdc_sequence", "_sdc_table_version", "_sdc_sync_started_at"})
+
 
 class SalesforceSink(BatchSink):
     """Loads one stream into one Salesforce object."""
@@ -85,9 +89,20 @@ class SalesforceSink(BatchSink):
 
     def _remove_sdc_metadata_from_record(self, record: dict) -> None:
         """Drop Singer metadata but keep ``_sdc_deleted_at``: it decides whether to delete."""
-        for key in ("_sdc_extracted_at", "_sdc_received_at", "_sdc_batched_at", "_sdc_sequence",
-                    "_sdc_table_version", "_sdc_sync_started_at"):
+        if _DROPPED_METADATA.isdisjoint(record):  # the usual case: one scan, nothing to drop
+            return
+        for key in _DROPPED_METADATA:
             record.pop(key, None)
+
+    def takes_plain_records(self) -> bool:
+        """Whether RECORD messages of this stream need nothing from the SDK before
+        :meth:`process_record` but dropping metadata (see ``TargetSfBulk._process_plain_record``):
+        no validation, no date parsing, no metadata columns added, no ``preprocess_record``."""
+        cls = type(self)
+        return (self._validator is None and not self.include_sdc_metadata_properties
+                and cls._parse_timestamps_in_record is SalesforceSink._parse_timestamps_in_record
+                and cls._validate_and_parse is BatchSink._validate_and_parse
+                and cls.preprocess_record is BatchSink.preprocess_record)
 
     @property
     def is_full(self) -> bool:
@@ -177,10 +192,13 @@ class SalesforceSink(BatchSink):
         prepared = self._prepare(record)
         if prepared is None:
             return
-        context.setdefault("rows", []).append((record, prepared))
+        rows = context.get("rows")
+        if rows is None:
+            rows = context["rows"] = []
+        rows.append((record, prepared))
         size = 0
         for value in prepared.values.values():
-            size += len(value) if isinstance(value, str) else 8
+            size += len(value) if value.__class__ is str else 8
         self._pending_bytes += size
 
     def _prepare(self, record: Mapping[str, Any]) -> Prepared | None:
