@@ -348,9 +348,14 @@ class TapSfBulk(Tap):
     # -- sync -----------------------------------------------------------------------------------
 
     def _handle_termination(self, signum: int, frame: Any) -> None:  # pragma: no cover
-        """On SIGTERM/SIGINT: wake every job wait so open jobs are aborted, then the SDK's exit."""
+        """On SIGTERM/SIGINT: wake every job wait so open jobs are aborted, then exit 128+signum.
+
+        The SDK's handler exits 0, which tells an orchestrator the extraction finished; it did
+        not (the interrupted streams keep their old bookmarks), so the exit code says so.
+        """
         sf_http.request_shutdown()
-        super()._handle_termination(signum, frame)
+        self.logger.warning("Received signal %d: aborting open Bulk jobs and stopping", signum)
+        raise SystemExit(128 + signum)
 
     def sync_all(self) -> None:  # type: ignore[misc]
         """Sync every selected stream, up to ``max_parallel_streams`` at once.
