@@ -307,7 +307,7 @@ def _extra_columns(soql_text: str) -> list[str]:
     """Id columns a REST query needs for ``attributes.url`` but does not select."""
     from sfbulk.emulator.soql import parse
 
-    select = parse(soql_text)
+    select = parse(soql_text, bulk=False)
     chosen = {".".join(p.segments).lower() for p in select.fields}
     extra: list[str] = []
     if "id" not in chosen:
@@ -350,11 +350,28 @@ def select_rows(state: EmulatorState, soql_text: str, include_deleted: bool = Fa
     """
     from sfbulk.emulator import soql
 
-    select = soql.parse(soql_text)
+    select = soql.parse(soql_text, bulk=False)
     compiled = soql.compile_select(select, state.org.catalog, include_deleted, bulk=False)
     sql, params, columns, field_types = compiled
     rows = state.org.execute_sql(sql, params)
     return _Selected(list(columns), list(field_types), compiled.object, rows)
+
+
+def count_rows(state: EmulatorState, soql_text: str, include_deleted: bool = False) -> int | None:
+    """The answer to ``SELECT COUNT() FROM …`` (WHERE and LIMIT applied), or None when
+    ``soql_text`` is not such a query.
+
+    Raises:
+        SoqlError: for anything Salesforce would reject.
+    """
+    from sfbulk.emulator import soql
+
+    select = soql.parse(soql_text, bulk=False)
+    if not select.count_only:
+        return None
+    sql, params, _, _ = soql.compile_select(select, state.org.catalog, include_deleted,
+                                            bulk=False)
+    return int(state.org.execute_sql(f"SELECT COUNT(*) FROM ({sql})", params)[0][0])
 
 
 def run_rest_query(
@@ -437,6 +454,10 @@ def rest_query(request: Request) -> Response:
     if not soql_text:
         return error_response(400, "MALFORMED_QUERY", "A query string has to be specified")
     try:
+        total = count_rows(state, soql_text, kind == "queryAll")
+        if total is not None:
+            # COUNT() answers with the number alone: no records, no locator.
+            return json_response({"totalSize": total, "done": True, "records": []})
         _, records = run_rest_query(state, soql_text, kind == "queryAll", version)
     except SoqlError as exc:
         return _soql_error(exc)

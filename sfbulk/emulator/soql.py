@@ -494,6 +494,9 @@ class Select:
     limit: int | None = None
     text: str = ""
     tokens: list[Token] = field(default_factory=list, repr=False)
+    #: ``SELECT COUNT() FROM …`` (REST only): ``fields`` holds just ``Id`` so the query compiles
+    #: like any other, and the caller answers with the number of rows instead of the rows.
+    count_only: bool = False
 
     def error(self, code: str, pos: int, message: str) -> SoqlError:
         """A :class:`SoqlError` located at offset ``pos`` of the query text."""
@@ -548,10 +551,11 @@ _BULK_CLAUSES = {
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, bulk: bool = True) -> None:
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
+        self.bulk = bulk
 
     # -- token helpers ---------------------------------------------------------------------
 
@@ -595,13 +599,18 @@ class _Parser:
 
     def select(self) -> Select:
         self.expect_keyword("SELECT")
-        fields = [self.select_item()]
-        while self.tok.kind == COMMA:
-            self.advance()
-            fields.append(self.select_item())
+        count = self.count_star()
+        if count is not None:
+            fields = [count]
+        else:
+            fields = [self.select_item()]
+            while self.tok.kind == COMMA:
+                self.advance()
+                fields.append(self.select_item())
         self.expect_keyword("FROM")
         obj = self.expect(IDENT)
-        query = Select(fields, obj.text, obj.start, text=self.text, tokens=self.tokens)
+        query = Select(fields, obj.text, obj.start, text=self.text, tokens=self.tokens,
+                       count_only=count is not None)
         word = self.tok.upper()
         if word and word not in _BULK_CLAUSES and word not in ("WHERE", "ORDER", "LIMIT"):
             # An alias (``FROM Contact c``) is not something Bulk jobs are built with; refuse
@@ -627,6 +636,22 @@ class _Parser:
         if self.tok.kind != EOF:
             raise self.unexpected()
         return query
+
+    def count_star(self) -> FieldPath | None:
+        """``COUNT()`` as the whole select list, outside Bulk: the ``Id`` path it counts."""
+        tok = self.tok
+        if (
+            self.bulk
+            or tok.kind != IDENT
+            or tok.upper() != "COUNT"
+            or self.peek().kind != LPAREN
+            or self.peek(2).kind != RPAREN
+            or not (self.peek(3).kind == IDENT and self.peek(3).upper() == "FROM")
+        ):
+            return None
+        end = self.peek(2).end
+        self.i += 3
+        return FieldPath(("Id",), tok.start, end)
 
     def check_bulk_clause(self) -> None:
         if self.tok.kind == IDENT and self.tok.upper() in _BULK_CLAUSES:
@@ -805,14 +830,19 @@ class _Parser:
         return tok.value
 
 
-def parse(soql: str) -> Select:
+def parse(soql: str, *, bulk: bool = True) -> Select:
     """Parse SOQL text into a :class:`Select`.
+
+    Args:
+        soql: the query text.
+        bulk: parse for the Bulk APIs. Without it (REST) ``SELECT COUNT() FROM …`` is accepted
+            as a :attr:`Select.count_only` query; Bulk refuses every aggregate.
 
     Raises:
         SoqlError: ``MALFORMED_QUERY`` for syntax errors, ``FUNCTIONALITY_NOT_ENABLED`` for the
             constructs Bulk queries refuse (aggregates, subqueries, GROUP BY, OFFSET, TYPEOF …).
     """
-    return _Parser(soql).select()
+    return _Parser(soql, bulk).select()
 
 
 # ----------------------------------------------------------------------------------------------

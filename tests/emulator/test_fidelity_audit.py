@@ -412,12 +412,6 @@ def test_bad_job_bodies_states_and_sizes_get_bulk1_errors(client: Client):
         "q": "SELECT Id FROM Account WHERE Name LIKE 'L%'"}).json()["totalSize"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "REST /query refuses SELECT COUNT() FROM Account with 400 FUNCTIONALITY_NOT_ENABLED "
-    "'Aggregate functions not supported in Bulk Query': the Bulk-only refusal of aggregates "
-    "is applied to the REST API (compile_select(bulk=False) still rejects them), which "
-    "answers {totalSize: N, done: true, records: []}"
-))
 def test_rest_query_counts(client: Client):
     response = client.rest("GET", "query", params={"q": "SELECT COUNT() FROM Account"})
     assert (response.status_code, response.json()) == (
