@@ -506,6 +506,12 @@ class _Row:
             self.error = RecordError(code, message, list(fields))
 
 
+def _duplicate_message(field_name: str, record_id: str) -> str:
+    """Salesforce's DUPLICATE_VALUE message for a unique field, naming the record it repeats."""
+    text = f"duplicate value found: {field_name} duplicates value on record with id: {record_id}"
+    return text.rstrip()
+
+
 _ID_CACHE: dict[str, str | None] = {}
 
 
@@ -1307,13 +1313,17 @@ class Org:
         for w in updates:
             self._check_required(obj, w, creating=False)
         self._check_references([w for w in pending if w.error is None])
-        self._check_unique(obj, [w for w in pending if w.error is None])
+        twins = self._check_unique(obj, [w for w in pending if w.error is None])
         creates = [w for w in creates if w.error is None]
         updates = [w for w in updates if w.error is None]
         if creates:
             self._apply_creates(obj, creates)
         if updates:
             self._apply_updates(obj, updates)
+        for dup, first, name in twins:
+            if first.error is None and first.record_id and dup.error is not None:
+                # The row it repeats was saved earlier in this batch: name the id it got.
+                dup.error.message = _duplicate_message(name, first.record_id)
 
     def _select_in(
         self,
@@ -1545,14 +1555,23 @@ class Org:
                     w.fail("ENTITY_IS_DELETED", "entity is deleted", [fdef.name])
                     break
 
-    def _check_unique(self, obj: SObjectDef, work: list[_Row]) -> None:
-        """Unique fields (external ids marked unique, Username...) may not repeat a value."""
+    def _check_unique(
+        self, obj: SObjectDef, work: list[_Row]
+    ) -> list[tuple[_Row, _Row, str]]:
+        """Unique fields (external ids marked unique, Username...) may not repeat a value.
+
+        Salesforce saves a batch's rows in order, so a row repeating an earlier row's value fails
+        naming the record that row became. Rows to be created have no id yet: they come back as
+        ``(duplicate, first, field)`` for the caller to name once the creates are applied.
+        """
+        twins: list[tuple[_Row, _Row, str]] = []
         for fdef in obj.fields.values():
             if not fdef.unique or fdef.is_compound:
                 continue
             nocase = not fdef.case_sensitive
             seen: dict[Any, _Row] = {}
             candidates: list[_Row] = []
+            repeats: dict[int, list[_Row]] = {}
             for w in work:
                 value = w.values.get(fdef.name)
                 if w.error is not None or value is None:
@@ -1562,10 +1581,11 @@ class Org:
                 if first is not None:
                     w.fail(
                         "DUPLICATE_VALUE",
-                        f"duplicate value found: {fdef.name} duplicates value on record with id: "
-                        f"{first.record_id or ''}".rstrip(),
+                        _duplicate_message(fdef.name, first.record_id or ""),
                         [fdef.name],
                     )
+                    twins.append((w, first, fdef.name))
+                    repeats.setdefault(first.index, []).append(w)
                     continue
                 seen[norm] = w
                 candidates.append(w)
@@ -1586,12 +1606,13 @@ class Org:
                 value = w.values[fdef.name]
                 owner = owners.get(value.lower() if nocase and isinstance(value, str) else value)
                 if owner is not None and owner != w.record_id:
-                    w.fail(
-                        "DUPLICATE_VALUE",
-                        f"duplicate value found: {fdef.name} duplicates value on record with id: "
-                        f"{owner}",
-                        [fdef.name],
-                    )
+                    w.fail("DUPLICATE_VALUE", _duplicate_message(fdef.name, owner), [fdef.name])
+                    # Its repeats in this batch duplicate the same stored record.
+                    for dup in repeats.get(w.index, ()):
+                        dup.error = RecordError(
+                            "DUPLICATE_VALUE", _duplicate_message(fdef.name, owner), [fdef.name]
+                        )
+        return twins
 
     def _apply_creates(self, obj: SObjectDef, creates: list[_Row]) -> None:
         if not obj.key_prefix:

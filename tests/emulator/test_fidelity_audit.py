@@ -307,11 +307,6 @@ def test_ingest_results_one_row_per_input_in_input_order(client: Client):
     ]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "store.py: a unique value repeated within one insert batch fails the later row with "
-    "'DUPLICATE_VALUE:duplicate value found: External_Id__c duplicates value on record with "
-    "id::External_Id__c --': the id of the row it duplicates is left empty, leaving 'id::'"
-))
 def test_duplicate_unique_value_within_one_batch_names_the_first_record(client: Client):
     rows = client.ingest1("insert", "Account",
                           "Name,External_Id__c\nR1,AUD-1\nR2,AUD-1\n").splitlines()[1:]
