@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -128,17 +128,40 @@ class RunTally:
                 else:
                     tally.updated += 1
                 return
-            self.not_loaded_count += 1
-            if outcome.status == FAILED:
-                tally.failed += 1
-            elif outcome.status == UNPROCESSED:
-                tally.unprocessed += 1
-            elif outcome.status == REJECTED:
-                tally.rejected += 1
-            else:  # pragma: no cover - every status is one of the four
-                raise ValueError(f"unknown outcome status {outcome.status!r}")
-            tally.codes[outcome.code or "UNKNOWN"] += 1
-            self._write(stream, obj, operation, outcome, record)
+            self._count_failure(tally, stream, obj, operation, outcome, record)
+
+    def record_many(self, stream: str, obj: str, operation: str, outcomes: Sequence[Outcome],
+                    records: Sequence[Mapping[str, Any]]) -> int:
+        """Count the outcomes of a batch's records (paired in order) as :meth:`record` does,
+        under one lock; returns how many loaded."""
+        tally = self.stream(stream)
+        loaded = created = 0
+        with self._lock:
+            for outcome, record in zip(outcomes, records, strict=True):
+                if outcome.status == SUCCESS:
+                    loaded += 1
+                    if outcome.created:
+                        created += 1
+                    continue
+                self._count_failure(tally, stream, obj, operation, outcome, record)
+            tally.successful += loaded
+            tally.created += created
+            tally.updated += loaded - created
+        return loaded
+
+    def _count_failure(self, tally: StreamTally, stream: str, obj: str, operation: str,
+                       outcome: Outcome, record: Mapping[str, Any]) -> None:
+        self.not_loaded_count += 1
+        if outcome.status == FAILED:
+            tally.failed += 1
+        elif outcome.status == UNPROCESSED:
+            tally.unprocessed += 1
+        elif outcome.status == REJECTED:
+            tally.rejected += 1
+        else:  # pragma: no cover - every status is one of the four
+            raise ValueError(f"unknown outcome status {outcome.status!r}")
+        tally.codes[outcome.code or "UNKNOWN"] += 1
+        self._write(stream, obj, operation, outcome, record)
 
     def _write(self, stream: str, obj: str, operation: str, outcome: Outcome,
                record: Mapping[str, Any]) -> None:

@@ -118,9 +118,18 @@ class Loader:
             One :class:`Outcome` per row, in order, and a :class:`JobReport`.
         """
         report = JobReport(jobs=[])
-        outcomes: list[Outcome | None] = [None] * len(rows)
         key_column = external_id_field if operation == "upsert" else (
             "Id" if operation in ("update", "delete", "hardDelete") else None)
+        if key_column is None:
+            # Inserts have nothing to collapse: every row is its own survivor. Rows are copied
+            # only when binary content will rewrite them (ZIP batches name their files).
+            sent = [dict(row) for row in rows] if mapper.binary_columns else list(rows)
+            ran = self._run(mapper, operation, external_id_field, None, sent, report)
+            if len(ran) != len(rows):  # pragma: no cover - a bug, never a Salesforce condition
+                raise RuntimeError(f"{mapper.object}: {len(rows) - len(ran)} records were left "
+                                   "without an outcome")
+            return ran, report
+        outcomes: list[Outcome | None] = [None] * len(rows)
         survivors, owner = self._collapse(mapper, rows, key_column, outcomes)
         report.collapsed = len(rows) - len(survivors) - sum(o is not None for o in outcomes)
         survivor_outcomes = self._run(mapper, operation, external_id_field, key_column, survivors,
@@ -246,7 +255,8 @@ class Loader:
     def _send(self, mapper: FieldMapper, operation: str, external_id_field: str | None,
               key_column: str | None, items: list[tuple[int, dict[str, Any]]], serial: bool,
               report: JobReport) -> dict[int, Outcome]:
-        binary = {c for _, row in items for c in row if c in mapper.binary_columns}
+        binary = {c for _, row in items for c in row if c in mapper.binary_columns} \
+            if mapper.binary_columns else set()
         if mapper.object in self._refused and not binary:
             return self._rest(mapper, operation, external_id_field, items, report)
         try:

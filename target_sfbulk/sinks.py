@@ -240,25 +240,25 @@ class SalesforceSink(BatchSink):
         if not rows:
             return
         groups: dict[str, list[int]] = {}
-        for index, (_, prepared) in enumerate(rows):
-            operation = self.delete_operation if (prepared.deleted and self.operation
-                                                  not in DELETE_OPERATIONS) else self.operation
-            groups.setdefault(operation, []).append(index)
+        if self.operation in DELETE_OPERATIONS or not any(p.deleted for _, p in rows):
+            groups[self.operation] = list(range(len(rows)))  # the usual case: one operation
+        else:
+            for index, (_, prepared) in enumerate(rows):
+                operation = self.delete_operation if prepared.deleted else self.operation
+                groups.setdefault(operation, []).append(index)
         # Writes first, then source deletes: a record written and deleted in one batch ends deleted.
         for operation in sorted(groups, key=lambda op: op in DELETE_OPERATIONS):
             indexes = groups[operation]
             external_id = self.external_id_field if operation == "upsert" else None
             outcomes, report = self.loader.load(
                 self.mapper, operation, [rows[i][1].values for i in indexes], external_id)
-            for index, outcome in zip(indexes, outcomes, strict=True):
-                target.tally.record(self.stream_name, self.object_name, operation, outcome,
-                                    rows[index][0])
+            ok = target.tally.record_many(self.stream_name, self.object_name, operation,
+                                          outcomes, [rows[i][0] for i in indexes])
             if report.collapsed:
                 target.tally.collapsed(self.stream_name, report.collapsed)
                 self.tally_duplicate_merged(report.collapsed)
             if report.lock_retried:
                 target.tally.lock_retried(self.stream_name, report.lock_retried)
-            ok = sum(1 for o in outcomes if o.ok)
             self.logger.info(
                 "Stream %s → %s %s: %d record(s), %d loaded, %d not loaded%s (jobs %s)",
                 self.stream_name, self.object_name, operation, len(indexes), ok,

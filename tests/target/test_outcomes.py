@@ -191,3 +191,25 @@ def test_waves_break_cycles(caplog):
     result = waves(["a", "b"], {"a": "A", "b": "B"}, {"a": ["B"], "b": ["A"]})
     assert result == [["a"], ["b"]]
     assert "cycle" in caplog.text
+
+
+def test_a_batch_of_outcomes_counts_and_writes_like_one_by_one(tmp_path):
+    outcomes = [Outcome(SUCCESS, "001a", True), Outcome(SUCCESS, "001b", False),
+                Outcome(FAILED, None, None, "REQUIRED_FIELD_MISSING", "missing", ("Name",),
+                        "750J", None),
+                Outcome(REJECTED, code="INVALID_VALUE", message="bad"), Outcome(SUCCESS, "001c")]
+    records = [{"n": i} for i in range(5)]
+    one, many = RunTally(tmp_path / "one.jsonl"), RunTally(tmp_path / "many.jsonl")
+    for tally in (one, many):
+        tally.received("s", 5)
+    for outcome, record in zip(outcomes, records):
+        one.record("s", "Account", "insert", outcome, record)
+    assert many.record_many("s", "Account", "insert", outcomes, records) == 3
+    one.close()
+    many.close()
+    assert many.streams() == one.streams()
+    counted = many.streams()["s"]
+    assert (counted.successful, counted.created, counted.updated, counted.failed,
+            counted.rejected) == (3, 1, 2, 1, 1)
+    assert many.not_loaded_count == 2 and many.unbalanced() == {}
+    assert (tmp_path / "many.jsonl").read_text() == (tmp_path / "one.jsonl").read_text()
