@@ -39,7 +39,7 @@ from singer_sdk.singerlib.encoding.simple import Message, RecordMessage
 
 from sfbulk import http as sf_http
 from sfbulk.describe import bulk_unqueryable_reason
-from sfbulk.errors import SalesforceError
+from sfbulk.errors import ConfigError, SalesforceError
 from sfbulk.http import DEFAULT_API_VERSION, SalesforceClient
 from tap_sfbulk.connection import Connection
 from tap_sfbulk.discovery import (
@@ -290,10 +290,11 @@ class TapSfBulk(Tap):
         patterns = self.config.get("streams") or None
         names = match_objects(objects, patterns)
         known = {name.lower() for name in objects}
-        for literal in literal_patterns(patterns):
-            if literal.lower() not in known:
-                self.logger.warning("The org has no object named %s (from the streams setting)",
-                                    literal)
+        missing = [literal for literal in literal_patterns(patterns)
+                   if literal.lower() not in known]
+        if missing:
+            # A misspelt object would otherwise give a run that succeeds with nothing extracted.
+            raise ConfigError(f"streams: the org has no object named {', '.join(missing)}")
         literal_names = {p.lower() for p in literal_patterns(patterns)}
         candidates: list[str] = []
         for name in names:
