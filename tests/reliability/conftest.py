@@ -272,10 +272,12 @@ def write_config(path: Path, config: dict[str, Any]) -> str:
 
 
 def source_config(server: Any, **overrides: Any) -> dict[str, Any]:
-    """A tap config for ``server``: fast polls, one stream at a time."""
+    """A tap config for ``server``: fast polls, one stream at a time, and no upper-bound lag
+    (rows written a moment ago by the test are part of the run)."""
     from tests.conftest import emulator_config
 
-    base = {"poll_interval_max_seconds": 0.05, "max_parallel_streams": 1}
+    base = {"poll_interval_max_seconds": 0.05, "max_parallel_streams": 1,
+            "upper_bound_lag_seconds": 0}
     return emulator_config(server, **{**base, **overrides})
 
 
