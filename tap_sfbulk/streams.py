@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from singer_sdk import Stream
 from singer_sdk.helpers._util import utc_now
@@ -342,6 +344,20 @@ class SObjectStream(Stream):
                     version=self._stream_version,
                     time_extracted=utc_now(),
                 )
+
+    def get_batches(self, batch_config: Any, context: Mapping[str, Any] | None = None,
+                    ) -> Iterator[tuple[Any, list[str]]]:
+        """The SDK's BATCH files, made private (0600) before their BATCH message is written.
+
+        The SDK writes them with the process umask (often 0644), yet they hold the org's
+        records. Only local files (``file://`` or plain paths) can be restricted this way.
+        """
+        for encoding, manifest in super().get_batches(batch_config, context):
+            for url in manifest:
+                parts = urlsplit(url)
+                if parts.scheme in ("", "file"):
+                    os.chmod(unquote(parts.path), 0o600)
+            yield encoding, manifest
 
     def abort_open_jobs(self) -> int:
         """Abort this stream's open Bulk jobs (used when the run stops early)."""
