@@ -134,11 +134,6 @@ def test_failed_records_file_is_private(emulator, observe, tmp_path):
             f"mode {oct(_mode(failed))}, truncated at start", before=None, after=None)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "tap BATCH files are written by the Singer SDK's batcher with the process umask (0644 "
-    "here); tap_sfbulk/streams.py, where get_batches would restrict them, is being written by "
-    "its owner and not yet committed, so the fix (os.chmod 0600 on each file before its BATCH "
-    "message, or a 077 umask while writing) is left to them"))
 def test_tap_batch_files_are_private(emulator_factory, observe, tmp_path):
     source = emulator_factory(seed="demo", records=10)
     batches = tmp_path / "batches"
