@@ -28,10 +28,9 @@ from __future__ import annotations
 import datetime as dt
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from sfbulk.csvcodec import NULL_CELL
 from sfbulk.errors import SalesforceError
@@ -43,9 +42,8 @@ UNPROCESSED = "unprocessed"
 REJECTED = "rejected"
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one sent row.
+class Outcome(NamedTuple):
+    """What happened to one sent row (immutable; a named tuple, since one is made per record).
 
     Attributes:
         status: ``success``, ``failed``, ``unprocessed`` (Salesforce never processed it) or
