@@ -34,6 +34,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from sfbulk.csvcodec import Column
@@ -172,6 +173,11 @@ class FieldMapper:
         self._decisions: dict[str, _Decision] = {}
         #: Per record key, what :meth:`prepare` does with it (see :meth:`_step`).
         self._steps: dict[str, str | object] = {}
+        #: Per record shape (its keys in order), the plan of :meth:`_shape`.
+        self._shapes: dict[tuple[str, ...], Any] = {}
+        #: Value classes :meth:`prepare` stores as they are; a null too unless it is left out.
+        self._plain_values = _PLAIN_VALUES if null_handling == "ignore" else \
+            _PLAIN_VALUES | {type(None)}
         self._warned: set[str] = set()
         self._writable = {f["name"] for f in writable_fields(
             describe, operation, external_id_field).fields}
@@ -321,38 +327,62 @@ class FieldMapper:
     def prepare(self, record: Mapping[str, Any]) -> Prepared:
         """Turn one record into canonical columns and values.
 
-        Every record goes through the cached per-key plan (:meth:`_step`): a plain field value is
-        stored under its column without further checks. Anything else (a parent reference, a key
-        to reject or to warn about, a mapping or list to store as JSON text, two keys landing in
-        one column) sends the record through :meth:`_prepare_full`, which gives the same result
-        for plain keys and handles the rest, so both paths agree on every record.
+        Records with the same keys share a plan (:meth:`_shape`): when every key is a plain
+        field, ``_sdc_deleted_at`` or quietly dropped, and every value is a scalar (or a null to
+        send), the values are stored under their columns as they are. Anything else (a parent
+        reference, a key to reject or to warn about, a mapping or list to store as JSON text,
+        two keys landing in one column, a null to leave out) goes through
+        :meth:`_prepare_full`, which gives the same result for plain keys and handles the rest.
 
         Raises:
             RecordRejected: A key cannot be loaded under the ``reject`` rule, a text value cannot
                 be serialised, or two keys land in one column with different values.
         """
-        values: dict[str, Any] = {}
+        keys = tuple(record)
+        shape = self._shapes.get(keys)
+        if shape is None:
+            shape = self._shape(keys)
+        if shape is _FULL:
+            return self._prepare_full(record)
+        columns, pick, deleted_at = shape
+        values = record.values() if pick is None else pick(record)
+        if not self._plain_values.issuperset(map(type, values)):
+            return self._prepare_full(record)
         deleted = False
-        steps = self._steps
-        ignore_nulls = self.ignore_nulls
-        for key, value in record.items():
-            step = steps.get(key)
+        if deleted_at is not None:
+            flag = record[deleted_at]
+            deleted = flag is not None and flag != ""
+        return Prepared(dict(zip(columns, values, strict=True)), deleted)
+
+    def _shape(self, keys: tuple[str, ...]) -> tuple[Any, ...] | object:
+        """The plan for records with these keys, in this order: (columns, how to pick their
+        values from a record or None for all of them, the ``_sdc_deleted_at`` key or None), or
+        ``_FULL`` when a key needs :meth:`_prepare_full`."""
+        columns: list[str] = []
+        kept: list[str] = []
+        deleted_at = None
+        shape: tuple[Any, ...] | object = _FULL
+        for key in keys:
+            step = self._steps.get(key)
             if step is None:
                 step = self._step(key)
-            if step.__class__ is str:  # a plain field: its column
-                if value is None:
-                    if ignore_nulls:
-                        continue
-                elif value.__class__ not in _PLAIN_VALUES:
-                    return self._prepare_full(record)
-                if step in values:
-                    return self._prepare_full(record)
-                values[step] = value
+            if step.__class__ is str:
+                columns.append(step)  # type: ignore[arg-type]
+                kept.append(key)
             elif step is _DELETED:
-                deleted = value is not None and value != ""
+                deleted_at = key
             elif step is not _QUIET:
-                return self._prepare_full(record)
-        return Prepared(values, deleted)
+                break
+        else:
+            if len(set(columns)) == len(columns):
+                pick = None
+                if len(kept) != len(keys):
+                    pick = (lambda record: ()) if not kept else (
+                        (lambda record, key=kept[0]: (record[key],)) if len(kept) == 1
+                        else itemgetter(*kept))
+                shape = (tuple(columns), pick, deleted_at)
+        self._shapes[keys] = shape
+        return shape
 
     def _step(self, key: str) -> str | object:
         """The cached plan for one record key: its column (a plain field), ``_DELETED``,
@@ -405,6 +435,7 @@ class FieldMapper:
                 self._warned.add(key)
                 logger.warning("Stream %s → %s: dropping field %s: %s", self.stream,
                                self.object, key, decision.reason)
+                self._shapes.clear()  # the key is now a quiet drop: plans may get simpler
                 self._steps.pop(key, None)  # warned once: from now on a quiet drop
         return Prepared(values, deleted)
 

@@ -13,6 +13,9 @@ not UTF-8, escaped on reading). A line that neither accepts raises the standard 
 
 from __future__ import annotations
 
+import typing as t
+from collections import Counter, defaultdict
+
 import msgspec
 from singer_sdk.contrib.msgspec import decoder
 from singer_sdk.singerlib.encoding.simple import SimpleSingerReader
@@ -29,3 +32,26 @@ class SingerLineReader(SimpleSingerReader):
             return _decode(line)  # type: ignore[no-any-return]
         except (msgspec.DecodeError, UnicodeEncodeError):
             return super().deserialize_json(line)
+
+    def process_lines(self, file_input: t.IO[str] | None,
+                      callbacks: dict[str, t.Callable[[dict], None]]) -> t.Counter[str]:
+        """The SDK's loop over input lines, with its per-line checks made cheap for the usual
+        message (a JSON object with a ``type``): same callbacks, errors and counts."""
+        stats: dict[str, int] = defaultdict(int)
+        deserialize = self.deserialize_json
+        for line in file_input or self.default_input:
+            self._current_message = line
+            try:
+                message = _decode(line)
+            except (msgspec.DecodeError, UnicodeEncodeError):
+                message = deserialize(line)
+            if message.__class__ is not dict or "type" not in message:
+                self.assert_line_requires(message, requires={"type"})
+            kind = message["type"]
+            callback = callbacks.get(kind)
+            if callback is not None:
+                callback(message)
+            else:
+                self._process_unknown_message(message)
+            stats[kind] += 1
+        return Counter(**stats)

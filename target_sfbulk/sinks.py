@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 #: memory bounded for wide records and every Bulk 2.0 job well under its 100 MB upload limit.
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 
+_is_text = str.__instancecheck__
+
 #: Singer metadata keys dropped from records (``_sdc_deleted_at`` is kept: it marks deletes).
 _DROPPED_METADATA = frozenset({"_sdc_extracted_at", "_sdc_received_at", "_sdc_batched_at",
                                "_sdc_sequence", "_sdc_table_version", "_sdc_sync_started_at"})
@@ -69,6 +71,7 @@ class SalesforceSink(BatchSink):
         self._sf_target = t.cast("TargetSfBulk", target)
         super().__init__(target, stream_name, schema, key_properties)
         self._pending_bytes = 0
+        self._full_at: int | None = None
         self._warned_versions = False
         self.object_name = stream_name
         self.references: set[str] = set()
@@ -106,7 +109,11 @@ class SalesforceSink(BatchSink):
 
     @property
     def is_full(self) -> bool:
-        return super().is_full or self._pending_bytes >= MAX_PENDING_BYTES
+        # The SDK's test (records read against max_size) with max_size read once per sink.
+        full_at = self._full_at
+        if full_at is None:
+            full_at = self._full_at = self.max_size
+        return self.current_size >= full_at or self._pending_bytes >= MAX_PENDING_BYTES
 
     # -- setup: everything that can stop the run happens here, before any job --------------------
 
@@ -196,10 +203,9 @@ class SalesforceSink(BatchSink):
         if rows is None:
             rows = context["rows"] = []
         rows.append((record, prepared))
-        size = 0
-        for value in prepared.values.values():
-            size += len(value) if value.__class__ is str else 8
-        self._pending_bytes += size
+        values = prepared.values
+        # Rough bytes held: the text, and 8 for any other value.
+        self._pending_bytes += sum(map(len, filter(_is_text, values.values()))) + 8 * len(values)
 
     def _prepare(self, record: Mapping[str, Any]) -> Prepared | None:
         try:

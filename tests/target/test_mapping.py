@@ -208,3 +208,39 @@ def test_key_normalisers(contact, account):
                            external_id_field="External_Id__c")
     folded = accounts.key_normaliser("External_Id__c")
     assert folded("Ab") == folded("aB")
+
+
+@pytest.mark.parametrize("null_handling", ["clear", "ignore"])
+def test_repeated_record_shapes_map_as_the_full_rules_do(contact, account, null_handling):
+    # Records with one key set share a plan; whatever the values, the plan must give what the
+    # key-by-key rules give, or refuse the same way.
+    mapper = _mapper(contact, account, unknown_fields="drop", null_handling=null_handling)
+    records = [
+        {"LastName": "Ng", "Score__c": 1.5, "_sdc_extracted_at": "x"},
+        {"LastName": "Ng", "Score__c": None, "_sdc_extracted_at": "x"},
+        {"LastName": "Ng", "Score__c": [1, 2], "_sdc_extracted_at": "x"},
+        {"lastname": "Ng", "Notes__c": {"a": 1}, "_sdc_deleted_at": "2024-01-01"},
+        {"lastname": "Ng", "Notes__c": "plain", "_sdc_deleted_at": None},
+        {"LastName": "A", "lastname": "B"},
+        {"LastName": "A", "lastname": "A"},
+        {"LastName": "X", "Account": {"External_Id__c": "A1"}},
+        {"LastName": "X", "CreatedDate": "2020-01-01"},
+        {"LastName": "X", "CreatedDate": "2020-01-02"},
+    ]
+    for record in records * 2:
+        try:
+            expected: Any = mapper._prepare_full(dict(record))
+        except RecordRejected as exc:
+            expected = ("rejected", exc.reason, exc.field, exc.code)
+        try:
+            got: Any = mapper.prepare(dict(record))
+        except RecordRejected as exc:
+            got = ("rejected", exc.reason, exc.field, exc.code)
+        assert got == expected, record
+    plain = mapper.prepare({"LastName": "Ng", "Score__c": 1.5, "_sdc_extracted_at": "x"})
+    assert plain.values == {"LastName": "Ng", "Score__c": 1.5} and plain.deleted is False
+    marked = mapper.prepare({"lastname": "Ng", "Notes__c": "plain", "_sdc_deleted_at": "t"})
+    assert marked.values == {"LastName": "Ng", "Notes__c": "plain"} and marked.deleted is True
+    nulls = mapper.prepare({"LastName": "Ng", "Score__c": None, "_sdc_extracted_at": "x"})
+    assert nulls.values == ({"LastName": "Ng"} if null_handling == "ignore"
+                            else {"LastName": "Ng", "Score__c": None})
