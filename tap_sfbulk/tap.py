@@ -40,7 +40,8 @@ from singer_sdk.singerlib.encoding.simple import Message, RecordMessage
 from sfbulk import http as sf_http
 from sfbulk.describe import bulk_unqueryable_reason
 from sfbulk.errors import ConfigError, SalesforceError
-from sfbulk.http import DEFAULT_API_VERSION, SalesforceClient
+from sfbulk.http import SalesforceClient
+from sfbulk.settings import described_settings
 from tap_sfbulk.connection import Connection
 from tap_sfbulk.discovery import (
     StreamSpec,
@@ -65,6 +66,31 @@ _AUTH_NOTE = (
     "(4) client_credentials: client_id, client_secret with a My Domain login_url; "
     "(5) access_token: access_token and instance_url."
 )
+
+
+#: The tap's descriptions of the shared connection settings (:mod:`sfbulk.settings`).
+_CONNECTION_DESCRIPTIONS = {
+    "auth_type": "Login method. Optional: inferred from the credentials given. " + _AUTH_NOTE,
+    "login_url": "OAuth host: https://login.salesforce.com (production), "
+    "https://test.salesforce.com (sandbox) or your My Domain URL. All login methods.",
+    "client_id": "Connected app consumer key. Login methods: password, refresh_token, jwt, "
+    "client_credentials.",
+    "client_secret": "Connected app consumer secret. Login methods: password, refresh_token (if "
+    "the app has one), client_credentials.",
+    "username": "Salesforce username. Login methods: password, jwt.",
+    "password": "Salesforce password. Login method: password.",
+    "security_token": "Security token appended to the password. Login method: password (leave "
+    "empty when the IP range is trusted).",
+    "refresh_token": "OAuth refresh token. Login method: refresh_token.",
+    "jwt_private_key": "PEM text of the connected app's private key (\\n escapes accepted). "
+    "Login method: jwt.",
+    "jwt_private_key_path": "Path to a PEM file holding the connected app's private key. Login "
+    "method: jwt.",
+    "access_token": "A ready session token (cannot be renewed unless another login method's "
+    "credentials are also given). Login method: access_token.",
+    "instance_url": "The org's instance URL for access_token. Login method: access_token.",
+    "api_version": "Salesforce API version used for every call (e.g. 62.0).",
+}
 
 
 class BufferedSingerWriter(SingerWriter):
@@ -105,50 +131,10 @@ class TapSfBulk(Tap):
     ]
 
     config_jsonschema = th.PropertiesList(
-        th.Property(
-            "auth_type",
-            th.StringType,
-            allowed_values=["password", "refresh_token", "jwt", "client_credentials",
-                            "access_token"],
-            description="Login method. Optional: inferred from the credentials given. "
-            + _AUTH_NOTE,
-        ),
-        th.Property(
-            "login_url",
-            th.StringType,
-            default="https://login.salesforce.com",
-            description="OAuth host: https://login.salesforce.com (production), "
-            "https://test.salesforce.com (sandbox) or your My Domain URL. All login methods.",
-        ),
-        th.Property("client_id", th.StringType,
-                    description="Connected app consumer key. Login methods: password, "
-                    "refresh_token, jwt, client_credentials."),
-        th.Property("client_secret", th.StringType, secret=True,
-                    description="Connected app consumer secret. Login methods: password, "
-                    "refresh_token (if the app has one), client_credentials."),
-        th.Property("username", th.StringType,
-                    description="Salesforce username. Login methods: password, jwt."),
-        th.Property("password", th.StringType, secret=True,
-                    description="Salesforce password. Login method: password."),
-        th.Property("security_token", th.StringType, secret=True,
-                    description="Security token appended to the password. Login method: "
-                    "password (leave empty when the IP range is trusted)."),
-        th.Property("refresh_token", th.StringType, secret=True,
-                    description="OAuth refresh token. Login method: refresh_token."),
-        th.Property("jwt_private_key", th.StringType, secret=True,
-                    description="PEM text of the connected app's private key (\\n escapes "
-                    "accepted). Login method: jwt."),
-        th.Property("jwt_private_key_path", th.StringType,
-                    description="Path to a PEM file holding the connected app's private key. "
-                    "Login method: jwt."),
-        th.Property("access_token", th.StringType, secret=True,
-                    description="A ready session token (cannot be renewed unless another "
-                    "login method's credentials are also given). Login method: access_token."),
-        th.Property("instance_url", th.StringType,
-                    description="The org's instance URL for access_token. Login method: "
-                    "access_token."),
-        th.Property("api_version", th.StringType, default=DEFAULT_API_VERSION,
-                    description="Salesforce API version used for every call (e.g. 62.0)."),
+        *(th.Property(setting.name, th.StringType, secret=setting.secret, default=setting.default,
+                      allowed_values=list(setting.allowed) if setting.allowed else None,
+                      description=description)
+          for setting, description in described_settings(_CONNECTION_DESCRIPTIONS)),
         th.Property("bulk_api", th.StringType, default="2.0", allowed_values=["2.0", "1.0"],
                     description="Bulk API for queries: 2.0 (default; Salesforce chunks large "
                     "tables itself) or 1.0 (explicit PK chunking, CSV/JSON/XML results)."),
@@ -214,6 +200,7 @@ class TapSfBulk(Tap):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._connection: Connection | None = None
         self._pk_counts: dict[str, int | None] = {}
+        self._stopping_signal: int | None = None
         super().__init__(*args, **kwargs)
 
     # -- shared pieces --------------------------------------------------------------------------
@@ -352,8 +339,15 @@ class TapSfBulk(Tap):
         """On SIGTERM/SIGINT: wake every job wait so open jobs are aborted, then exit 128+signum.
 
         The SDK's handler exits 0, which tells an orchestrator the extraction finished; it did
-        not (the interrupted streams keep their old bookmarks), so the exit code says so.
+        not (the interrupted streams keep their old bookmarks), so the exit code says so. A
+        second signal while stopping is only logged: raising again would cut short the job
+        aborts and the closing STATE, which are bounded by the HTTP timeouts anyway.
         """
+        if self._stopping_signal is not None:
+            self.logger.warning("Received signal %d while stopping: still aborting open Bulk "
+                                "jobs", signum)
+            return
+        self._stopping_signal = signum
         sf_http.request_shutdown()
         self.logger.warning("Received signal %d: aborting open Bulk jobs and stopping", signum)
         raise SystemExit(128 + signum)

@@ -1,4 +1,4 @@
-"""SIGTERM mid-stream keeps the old bookmark and aborts the job; resuming reads every row."""
+"""SIGTERM/SIGINT mid-run: exit 128+signum, keep the old bookmark, abort the job, resume whole."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ def test_sigterm_mid_stream_keeps_bookmark_and_resume_reads_everything(
         assert time.monotonic() < deadline, "no record before the deadline"
     lines.extend(process.stdout)
     process.wait(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, "".join(stderr)[-3000:]
     reader.join(timeout=5)
     process.stdout.close()
     assert process.stderr is not None
@@ -81,3 +82,48 @@ def test_sigterm_mid_stream_keeps_bookmark_and_resume_reads_everything(
     assert set(resumed.by_id("Contact")) == set(ids)
     assert all(r["LastName"].startswith("Changed") for r in resumed.records["Contact"])
     assert resumed.bookmark("Contact") == changed.isoformat(timespec="microseconds")
+
+
+def test_sigint_while_job_runs_exits_130_with_only_the_old_bookmark(
+        emulator_factory, tmp_path) -> None:
+    """An interrupted extraction must not look finished: exit 130 for Ctrl-C (SIGTERM, 143, is
+    checked mid-stream above), the job aborted, and every STATE written still holds the
+    bookmark the run started from (also when Ctrl-C is pressed twice)."""
+    server = emulator_factory(seed="demo", records=5)
+    server.state.faults.configure({"never_finish": True})
+    config = emulator_config(server, streams=["Account"], pk_chunking="off",
+                             poll_interval_max_seconds=0.2)
+    bookmark = "2020-01-01T00:00:00.000000+00:00"
+    state = {"bookmarks": {"Account": {"replication_key": "SystemModstamp",
+                                       "replication_key_value": bookmark}}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tap_sfbulk.tap", "--config", str(tmp_path / "config.json"),
+         "--state", str(tmp_path / "state.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not server.state.jobs.jobs():
+            assert process.poll() is None, process.communicate()[1].decode()[-3000:]
+            assert time.monotonic() < deadline, "the tap started no job"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        process.send_signal(signal.SIGINT)  # an impatient second Ctrl-C changes nothing
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, err.decode()[-3000:]
+    messages = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    assert not [m for m in messages if m["type"] == "RECORD"]
+    states = [m["value"] for m in messages if m["type"] == "STATE"]
+    assert states, err.decode()[-3000:]
+    for value in states:
+        assert value["bookmarks"]["Account"]["replication_key_value"] == bookmark
+        assert "progress_markers" not in value["bookmarks"]["Account"]
+    assert [job.state for job in server.state.jobs.jobs()] == ["Aborted"]
