@@ -19,40 +19,9 @@ from sfbulk.bulk1 import Bulk1
 from sfbulk.bulk2 import Bulk2
 from sfbulk.describe import Describer
 from sfbulk.http import DEFAULT_API_VERSION, SalesforceClient
+from sfbulk.settings import auth_config
 
 logger = logging.getLogger(__name__)
-
-#: Tap setting → :meth:`SalesforceAuth.from_config` setting, where the names differ.
-_AUTH_RENAMES = {
-    "jwt_private_key": "private_key",
-    "jwt_private_key_path": "private_key_path",
-    "jwt_private_key_password": "private_key_password",
-}
-#: Tap settings passed to the auth layer under their own name.
-_AUTH_SETTINGS = (
-    "auth_type",
-    "login_url",
-    "client_id",
-    "client_secret",
-    "username",
-    "password",
-    "security_token",
-    "refresh_token",
-    "access_token",
-    "instance_url",
-)
-
-
-def auth_settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The subset of the tap's settings the auth layer reads, under the auth layer's names."""
-    out: dict[str, Any] = {}
-    for key in _AUTH_SETTINGS:
-        if config.get(key) not in (None, ""):
-            out[key] = config[key]
-    for ours, theirs in _AUTH_RENAMES.items():
-        if config.get(ours) not in (None, ""):
-            out[theirs] = config[ours]
-    return out
 
 
 class Connection:
@@ -81,7 +50,7 @@ class Connection:
         with self._lock:
             if self._auth is None:
                 self._auth = SalesforceAuth.from_config(
-                    auth_settings(self.config), on_refresh_token=self._refresh_token_rotated
+                    auth_config(self.config), on_refresh_token=self._refresh_token_rotated
                 )
             return self._auth
 

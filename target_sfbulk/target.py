@@ -46,6 +46,7 @@ from sfbulk.csvcodec import resolve_timezone
 from sfbulk.describe import Describer
 from sfbulk.errors import ConfigError, SalesforceError
 from sfbulk.http import DEFAULT_API_VERSION, SalesforceClient, abort_all_open_jobs, request_shutdown
+from sfbulk.settings import auth_config, described_settings
 from target_sfbulk.failures import RunTally
 from target_sfbulk.loader import Loader, LoadSettings
 from target_sfbulk.mapping import OPERATIONS
@@ -66,6 +67,26 @@ class TooManyFailedRecordsError(Exception):
 class UnbalancedOutcomesError(Exception):
     """Outcomes do not add up to the records received (a defect: never a Salesforce condition)."""
 
+
+#: The target's descriptions of the shared connection settings (:mod:`sfbulk.settings`).
+_CONNECTION_DESCRIPTIONS = {
+    "auth_type": "Login method; inferred from the settings given when unset.",
+    "login_url": "OAuth host: login.salesforce.com, test.salesforce.com (sandbox) or your My "
+    "Domain URL.",
+    "client_id": "Connected app consumer key.",
+    "client_secret": "Connected app consumer secret.",
+    "username": "Salesforce username.",
+    "password": "Password.",
+    "security_token": "Security token appended to the password.",
+    "refresh_token": "OAuth refresh token.",
+    "jwt_private_key": "PEM private key for the JWT bearer flow.",
+    "jwt_private_key_path": "File holding the PEM private key for the JWT bearer flow.",
+    "jwt_private_key_password": "Password of an encrypted private key.",
+    "access_token": "A ready access token (with `instance_url`); not renewable unless other "
+    "credentials are given.",
+    "instance_url": "Org URL for `access_token`.",
+    "api_version": "Salesforce API version, e.g. 62.0.",
+}
 
 _STREAM_OVERRIDE = th.ObjectType(
     th.Property("object", th.StringType,
@@ -102,36 +123,11 @@ class TargetSfBulk(Target):
     ]
 
     config_jsonschema = th.PropertiesList(
-        # -- login (same settings as tap-sfbulk) --
-        th.Property("auth_type", th.StringType,
-                    allowed_values=["password", "refresh_token", "jwt", "client_credentials",
-                                    "access_token"],
-                    description="Login method; inferred from the settings given when unset."),
-        th.Property("login_url", th.StringType, default="https://login.salesforce.com",
-                    description="OAuth host: login.salesforce.com, test.salesforce.com (sandbox) "
-                                "or your My Domain URL."),
-        th.Property("client_id", th.StringType, description="Connected app consumer key."),
-        th.Property("client_secret", th.StringType, secret=True,
-                    description="Connected app consumer secret."),
-        th.Property("username", th.StringType, description="Salesforce username."),
-        th.Property("password", th.StringType, secret=True, description="Password."),
-        th.Property("security_token", th.StringType, secret=True,
-                    description="Security token appended to the password."),
-        th.Property("refresh_token", th.StringType, secret=True,
-                    description="OAuth refresh token."),
-        th.Property("jwt_private_key", th.StringType, secret=True,
-                    description="PEM private key for the JWT bearer flow."),
-        th.Property("jwt_private_key_path", th.StringType,
-                    description="File holding the PEM private key for the JWT bearer flow."),
-        th.Property("jwt_private_key_password", th.StringType, secret=True,
-                    description="Password of an encrypted private key."),
-        th.Property("access_token", th.StringType, secret=True,
-                    description="A ready access token (with `instance_url`); not renewable "
-                                "unless other credentials are given."),
-        th.Property("instance_url", th.StringType,
-                    description="Org URL for `access_token`."),
-        th.Property("api_version", th.StringType, default=DEFAULT_API_VERSION,
-                    description="Salesforce API version, e.g. 62.0."),
+        # -- login and connection (shared with tap-sfbulk) --
+        *(th.Property(setting.name, th.StringType, secret=setting.secret, default=setting.default,
+                      allowed_values=list(setting.allowed) if setting.allowed else None,
+                      description=description)
+          for setting, description in described_settings(_CONNECTION_DESCRIPTIONS)),
         # -- loading --
         th.Property("bulk_api", th.StringType, default="2.0", allowed_values=["2.0", "1.0"],
                     description="Bulk API used for loads (binary content always uses 1.0 ZIP "
@@ -247,27 +243,11 @@ class TargetSfBulk(Target):
             raise ConfigError("concurrency_mode Serial needs bulk_api 1.0 (Bulk 2.0 jobs are "
                               "always Parallel)")
 
-    def auth_config(self) -> dict[str, t.Any]:
-        """The login settings in the names :meth:`SalesforceAuth.from_config` reads."""
-        config = self.config
-        out: dict[str, t.Any] = {}
-        for key in ("auth_type", "login_url", "client_id", "client_secret", "username",
-                    "password", "security_token", "refresh_token", "access_token",
-                    "instance_url"):
-            if config.get(key) not in (None, ""):
-                out[key] = config[key]
-        for ours, theirs in (("jwt_private_key", "private_key"),
-                             ("jwt_private_key_path", "private_key_path"),
-                             ("jwt_private_key_password", "private_key_password")):
-            if config.get(ours) not in (None, ""):
-                out[theirs] = config[ours]
-        return out
-
     # -- the Salesforce side, built on first use (so --about needs no credentials) ---------------
 
     @cached_property
     def client(self) -> SalesforceClient:
-        auth = SalesforceAuth.from_config(self.auth_config())
+        auth = SalesforceAuth.from_config(auth_config(self.config))
         share = self.config.get("max_api_share")
         return SalesforceClient(auth, str(self.config.get("api_version") or DEFAULT_API_VERSION),
                                 max_api_share=float(share) if share is not None else None,
