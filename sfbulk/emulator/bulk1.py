@@ -59,6 +59,17 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from sfbulk.emulator.ingest import (
+    BadRow,
+    ParentLocks,
+    Utf8Error,
+    bad_row_error,
+    decode_utf8,
+    error_cell,
+    lock_error,
+    parent_keys,
+    split_csv,
+)
 from sfbulk.emulator.jobs import (
     JobEngine,
     ResultFile,
@@ -253,8 +264,8 @@ class Bulk1Job:
     modstamp: datetime | None = None
     batches: list[Bulk1Batch] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    #: Parent ids referenced by this job's batches that are being processed, with their counts.
-    active_parents: dict[str, int] = field(default_factory=dict, repr=False)
+    #: Parent ids referenced by this job's batches that are being processed.
+    active_parents: ParentLocks = field(default_factory=ParentLocks, repr=False)
 
     def __post_init__(self) -> None:
         if self.modstamp is None:
@@ -646,76 +657,6 @@ class ParsedBatch:
     columns: list[str]
 
 
-_CSV_FIELD = re.compile(r'"((?:[^"]|"")*)"|([^,"\r\n]*)')
-
-
-def _skip_bad_row(text: str, pos: int) -> int:
-    """Position after the end of the malformed row that contains ``pos`` (quotes respected)."""
-    quoted = False
-    n = len(text)
-    while pos < n:
-        ch = text[pos]
-        if ch == '"':
-            quoted = not quoted
-        elif ch == "\n" and not quoted:
-            return pos + 1
-        pos += 1
-    return n
-
-
-def split_csv(text: str) -> list[list[str] | str]:
-    """Split Bulk 1.0 CSV into records of raw cells (quotes removed, nothing trimmed).
-
-    A record that breaks the rules (a character between a closing quote and the next comma, a
-    quote inside an unquoted value such as ``"John", "Smith"``) comes back as an error message
-    instead of a list. Blank lines are skipped.
-    """
-    if '"' not in text:
-        records: list[list[str] | str] = []
-        for line in text.split("\n"):
-            if line.endswith("\r"):
-                line = line[:-1]
-            if line:
-                records.append(line.split(","))
-        return records
-    records = []
-    pos = 0
-    n = len(text)
-    match = _CSV_FIELD.match
-    while pos < n:
-        cells: list[str] = []
-        error: str | None = None
-        while True:
-            m = match(text, pos)
-            assert m is not None  # the second alternative matches the empty string
-            quoted = m.group(1)
-            cells.append(quoted.replace('""', '"') if quoted is not None else m.group(2))
-            pos = m.end()
-            if pos >= n:
-                break
-            ch = text[pos]
-            if ch == ",":
-                pos += 1
-                continue
-            if ch == "\n":
-                pos += 1
-                break
-            if ch == "\r" and text.startswith("\r\n", pos):
-                pos += 2
-                break
-            if quoted is not None:
-                error = f"Unexpected character {ch!r} after a closing quote"
-            else:
-                error = "Quote inside an unquoted value (check for spaces around quotes)"
-            pos = _skip_bad_row(text, pos)
-            break
-        if error is not None:
-            records.append(error)
-        elif cells != [""]:
-            records.append(cells)
-    return records
-
-
 def _check_header(header: list[str]) -> None:
     if len(header) > MAX_FIELDS_PER_RECORD:
         raise BatchFailure(f"InvalidBatch : Exceeded max number of fields: {MAX_FIELDS_PER_RECORD}")
@@ -773,8 +714,8 @@ def parse_csv_batch(data: bytes) -> ParsedBatch:
     width = len(header)
     rows: list[dict[str, Any] | tuple[str, str, tuple[str, ...]]] = []
     for record in records[1:]:
-        if isinstance(record, str):
-            rows.append(("INVALID_FIELD", f"Failed to parse CSV row: {record}", ()))
+        if isinstance(record, BadRow):
+            rows.append(bad_row_error(record))
             continue
         if len(record) != width:
             rows.append((
@@ -796,12 +737,9 @@ def parse_csv_batch(data: bytes) -> ParsedBatch:
 
 def _decode(data: bytes) -> str:
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BatchFailure(
-            f"InvalidBatch : Failed to read the batch: invalid UTF-8 at byte {exc.start}"
-        ) from None
-    return text.removeprefix("\ufeff")
+        return decode_utf8(data)
+    except Utf8Error as exc:
+        raise BatchFailure(f"InvalidBatch : Failed to read the batch: {exc}") from None
 
 
 def _flatten_json_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -994,13 +932,6 @@ def _csv_cell(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
 
-def _error_text(errors: Sequence[Any]) -> str:
-    """``STATUS_CODE:message:field1,field2 --`` for each error, space-separated."""
-    return " ".join(
-        f"{e.status_code}:{e.message}:{','.join(e.fields)} --" for e in errors
-    )
-
-
 @dataclass
 class _Outcome:
     """One ingest row's outcome (an Org.write RecordResult, or a parse/limit/lock failure)."""
@@ -1024,7 +955,7 @@ def encode_ingest_results(outcomes: Sequence[Any], data_format: str) -> ResultFi
         result = ResultFile(b'"Id","Success","Created","Error"\n')
         result.extend_text([
             f'"{o.id or ""}","{"true" if o.success else "false"}",'
-            f'"{"true" if o.created else "false"}",{_csv_cell(_error_text(o.errors))}\n'
+            f'"{"true" if o.created else "false"}",{_csv_cell(error_cell(o.errors))}\n'
             for o in outcomes
         ])
     elif data_format == "JSON":
@@ -1465,33 +1396,8 @@ def process_batch(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk1Batc
         _finish_batch(job, batch, started, "Failed", f"InternalServerError : {exc}")
 
 
-def _parent_keys(obj: Any, rows: Sequence[Any]) -> list[frozenset[str]]:
-    """For each row, the parent references it writes (lookup ids and relationship columns)."""
-    reference_columns: dict[str, bool] = {}
-    keys = []
-    for row in rows:
-        found = set()
-        if isinstance(row, dict):
-            for name, value in row.items():
-                if value is None or isinstance(value, bytes):
-                    continue
-                is_ref = reference_columns.get(name)
-                if is_ref is None:
-                    if "." in name:
-                        is_ref = True
-                    else:
-                        definition = obj.field(name) if obj is not None else None
-                        is_ref = definition is not None and definition.type == "reference"
-                    reference_columns[name] = is_ref
-                if is_ref:
-                    found.add(f"{name.lower()}={value}")
-        keys.append(frozenset(found))
-    return keys
-
-
 def _process_ingest(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk1Batch,
                     started: datetime) -> None:
-    from sfbulk.emulator.faults import lock_error_message
     from sfbulk.emulator.store import BatchError
 
     org = state.org
@@ -1501,20 +1407,17 @@ def _process_ingest(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk1Ba
     else:
         parsed = _PARSERS[job.data_format](batch.request)
     rows = parsed.rows
-    parents = _parent_keys(obj, rows) if not job.serial else [frozenset()] * len(rows)
+    parents = parent_keys(obj, rows) if not job.serial else [frozenset()] * len(rows)
     batch_parents = frozenset().union(*parents) if parents else frozenset()
     with job.lock:
         batch.parents = batch_parents
-        # Contention is what other batches hold when this one starts or when it writes.
-        contended = {key for key in batch_parents if job.active_parents.get(key, 0) > 0}
-        for key in batch_parents:
-            job.active_parents[key] = job.active_parents.get(key, 0) + 1
+    # Contention is what other batches hold when this one starts or when it writes.
+    contended = job.active_parents.acquire(batch_parents)
     try:
         forced = _apply_faults(state, engine)
         if forced is not None:
             raise BatchFailure(forced)
-        with job.lock:
-            contended |= {key for key in batch_parents if job.active_parents.get(key, 0) > 1}
+        contended |= job.active_parents.shared(batch_parents)
         outcomes: list[Any] = [None] * len(rows)
         to_write: list[dict[str, Any]] = []
         positions: list[int] = []
@@ -1523,11 +1426,9 @@ def _process_ingest(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk1Ba
                 code, message, fields = row
                 outcomes[index] = _Outcome(None, False, False, [_Error(code, message, fields)])
                 continue
-            if contended and parents[index] & contended and state.faults.roll_lock_error():
-                parent = sorted(parents[index] & contended)[0].split("=", 1)[1]
-                outcomes[index] = _Outcome(None, False, False, [
-                    _Error("UNABLE_TO_LOCK_ROW", lock_error_message(parent), ())
-                ])
+            locked = lock_error(parents[index], contended, state.faults.roll_lock_error)
+            if locked is not None:
+                outcomes[index] = _Outcome(None, False, False, [_Error(*locked, ())])
                 continue
             to_write.append(row)
             positions.append(index)
@@ -1550,13 +1451,7 @@ def _process_ingest(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk1Ba
             batch.records_failed = sum(1 for o in outcomes if not o.success)
         _finish_batch(job, batch, started, "Completed")
     finally:
-        with job.lock:
-            for key in batch_parents:
-                remaining = job.active_parents.get(key, 0) - 1
-                if remaining > 0:
-                    job.active_parents[key] = remaining
-                else:
-                    job.active_parents.pop(key, None)
+        job.active_parents.release(batch_parents)
 
 
 def _soql_text(batch: Bulk1Batch) -> str:

@@ -26,16 +26,15 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
-import io
 import json
 import logging
 import re
 import tempfile
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -46,7 +45,18 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from sfbulk.emulator.faults import lock_error_message
+from sfbulk.emulator.ingest import (
+    BadRow,
+    ParentLocks,
+    Utf8Error,
+    bad_row_error,
+    decode_utf8,
+    error_cell,
+    format_error_cell,
+    iter_csv,
+    lock_error,
+    parent_keys,
+)
 from sfbulk.emulator.jobs import (
     PreparedQuery,
     ResultFile,
@@ -258,15 +268,6 @@ def echo_converter(field_type: str | None) -> Callable[[str], str] | None:
 def quote_cell(value: str) -> str:
     """Quote a CSV cell the Salesforce way: always quoted, inner quotes doubled."""
     return '"' + value.replace('"', '""') + '"'
-
-
-def format_error_cell(status_code: str, message: str, fields: Iterable[str]) -> str:
-    """``STATUS_CODE:message:field1,field2 --`` as in Bulk result files.
-
-    Without fields Salesforce writes ``STATUS_CODE:message:--`` (no space before the dashes).
-    """
-    names = ",".join(fields)
-    return f"{status_code}:{message}:{names} --" if names else f"{status_code}:{message}:--"
 
 
 # --------------------------------------------------------------------------------------------
@@ -561,9 +562,18 @@ def _lock_errors_on(state: Any) -> bool:
     return bool(faults is not None and faults.lock_error_share > 0)
 
 
-def _roll_lock_error(state: Any) -> bool:
-    faults = _faults(state)
-    return bool(faults is not None and faults.roll_lock_error())
+#: Parents written by the ingest jobs each engine is processing (weakly keyed by the engine).
+_HELD_PARENTS: weakref.WeakKeyDictionary[Any, ParentLocks] = weakref.WeakKeyDictionary()
+_HELD_PARENTS_LOCK = threading.Lock()
+
+
+def _held_parents(engine: Any) -> ParentLocks:
+    """The parents Bulk 2.0 ingest work holds in one emulator."""
+    with _HELD_PARENTS_LOCK:
+        held = _HELD_PARENTS.get(engine)
+        if held is None:
+            held = _HELD_PARENTS[engine] = ParentLocks()
+        return held
 
 
 def _consume(state: Any, limit: str) -> bool:
@@ -646,19 +656,35 @@ def _process_ingest(state: Any, job: Bulk2Job) -> None:
         job.finished.set()
 
 
-@contextmanager
-def _upload_rows(job: Bulk2Job) -> Iterator[Iterator[list[str]]]:
-    """Parse the spooled upload with the job's delimiter (any line ending, quoted newlines)."""
+def _upload_rows(job: Bulk2Job, *, lenient: bool = False) -> Iterator[list[str] | BadRow]:
+    """The spooled upload's records by the Bulk CSV rules (:mod:`sfbulk.emulator.ingest`) with
+    the job's delimiter; a malformed record comes as a :class:`BadRow`.
+
+    ``lenient`` decodes bytes that are not UTF-8 as replacement characters, for echoing the
+    upload back (unprocessedrecords), never for storing it.
+
+    Raises:
+        _JobFailure: when the upload is not UTF-8 (and not ``lenient``).
+    """
     assert job.upload is not None
-    if csv.field_size_limit() < MAX_UPLOAD_BASE64_BYTES:
-        # Python's default (131,072) would abort the parse; the per-field limit is ours to check.
-        csv.field_size_limit(MAX_UPLOAD_BASE64_BYTES)
     job.upload.seek(0)
-    text = io.TextIOWrapper(job.upload, encoding="utf-8-sig", newline="", errors="replace")
-    try:
-        yield csv.reader(text, delimiter=job.delimiter, strict=False)
-    finally:
-        text.detach()  # the spool stays open for unprocessedrecords and a later DELETE
+    data = job.upload.read()
+    if lenient:
+        text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    else:
+        try:
+            text = decode_utf8(data)
+        except Utf8Error as exc:
+            raise _JobFailure(f"InvalidBatch : Failed to read the upload: {exc}") from None
+    del data
+    return iter_csv(text, job.delimiter)
+
+
+def _echo_line(row: list[str] | BadRow, delimiter: str, newline: str) -> str:
+    """A record as unprocessedrecords writes it back (a malformed one as it was sent)."""
+    if isinstance(row, BadRow):
+        return row.raw + newline
+    return _quote_line(row, delimiter, newline)
 
 
 def _run_ingest(state: Any, job: Bulk2Job, started: float) -> None:
@@ -667,8 +693,7 @@ def _run_ingest(state: Any, job: Bulk2Job, started: float) -> None:
     obj = org.catalog.get(job.object)
     if job.upload is None:
         raise _JobFailure("InvalidBatch : No data was uploaded for the job")
-    with _upload_rows(job) as reader:
-        _ingest_rows(state, job, started, org, engine, obj, reader)
+    _ingest_rows(state, job, started, org, engine, obj, _upload_rows(job))
 
 
 def _ingest_rows(
@@ -678,7 +703,7 @@ def _ingest_rows(
     org: Any,
     engine: Any,
     obj: Any,
-    reader: Iterator[list[str]],
+    reader: Iterator[list[str] | BadRow],
 ) -> None:
     from itertools import islice
 
@@ -687,6 +712,8 @@ def _ingest_rows(
     header = next(reader, None)
     if not header or header == [""]:
         raise _JobFailure("InvalidBatch : The uploaded CSV has no header row")
+    if isinstance(header, BadRow):
+        raise _JobFailure(f"InvalidBatch : Failed to parse CSV header: {header}")
     d, nl = job.delimiter, job.newline
     raw_header = d.join(header)
     successful = engine.result_file(f'"sf__Id"{d}"sf__Created"{d}{raw_header}{nl}'.encode())
@@ -698,11 +725,11 @@ def _ingest_rows(
             "failedResults": failed,
             "unprocessedrecords": unprocessed,
         }
-    def leftover(first: list[list[str]]) -> None:
+    def leftover(first: list[list[str] | BadRow]) -> None:
         """Everything not processed goes to unprocessedrecords."""
         pending = first
         while pending:
-            unprocessed.extend_text([_quote_line(r, d, nl) for r in pending if r and r != [""]])
+            unprocessed.extend_text([_echo_line(r, d, nl) for r in pending if r and r != [""]])
             pending = list(islice(reader, SUB_BATCH_ROWS))
 
     try:
@@ -731,97 +758,104 @@ def _ingest_rows(
         _wait_for_abort(job, pool)
         leftover(list(islice(reader, SUB_BATCH_ROWS)))
         return
-    while True:
-        chunk = list(islice(reader, SUB_BATCH_ROWS))
-        if not chunk:
-            break
-        if job.abort_event.is_set() or pool.stopping:
-            leftover(chunk)
-            return
-        if not _consume(state, DAILY_BULK_API_BATCHES):
-            leftover(chunk)
-            raise _JobFailure(
-                "ExceededQuota : The daily allocation of Bulk API batches (DailyBulkApiBatches) "
-                "is used up"
-            )
-        delay = _processing_delay(state)
-        if delay:
-            pool.sleep(delay)
-        rows: list[list[str]] = []
-        payload: list[dict[str, Any]] = []
-        ok_cells: list[list[str]] = []
-        bad_cells: list[list[str]] = []
-        lock_errors = _lock_errors_on(state)
-        for row in chunk:
-            if not row or row == [""]:
-                continue  # a blank line
-            if len(row) == width and not check_sizes:
-                problem = None  # the whole upload is smaller than one field may be
-            else:
-                problem = _row_problem(row, width, header)
-            if problem is None and lock_errors and _roll_lock_error(state):
-                parent = row[id_index] if id_index is not None else ""
-                problem = format_error_cell("UNABLE_TO_LOCK_ROW", lock_error_message(parent), ())
-            if problem is not None:
-                bad_cells.append(["", problem, *row])
-                continue
-            if delete_like:
-                record: dict[str, Any] = {}
-                if id_index is not None and row[id_index] != "":
-                    record["Id"] = row[id_index]
-            elif "" not in row and "#N/A" not in row:
-                record = dict(zip(header, row, strict=True))
-            else:
-                record = {
-                    name: (None if value == "#N/A" else value)
-                    for name, value in zip(header, row, strict=True)
-                    if value != ""
-                }
-            rows.append(row)
-            payload.append(record)
-        try:
-            results = (
-                org.write(
-                    job.object, job.operation, payload, external_id_field=job.external_id_field
+    # Salesforce runs a job's internal batches in parallel: the parents its sub-batches write
+    # stay held until the job ends, so a later sub-batch sharing one contends like a parallel
+    # one would, and so do other jobs writing the same parents meanwhile.
+    held = _HeldParents(_held_parents(engine))
+    try:
+        while True:
+            chunk = list(islice(reader, SUB_BATCH_ROWS))
+            if not chunk:
+                break
+            if job.abort_event.is_set() or pool.stopping:
+                leftover(chunk)
+                return
+            if not _consume(state, DAILY_BULK_API_BATCHES):
+                leftover(chunk)
+                raise _JobFailure(
+                    "ExceededQuota : The daily allocation of Bulk API batches "
+                    "(DailyBulkApiBatches) is used up"
                 )
-                if payload
-                else []
-            )
-        except BatchError as exc:
-            leftover(chunk)
-            message = str(exc)
-            if not message.startswith("InvalidBatch"):
-                message = f"InvalidBatch : {message}"
-            raise _JobFailure(message) from exc
-        for row, result in zip(rows, results, strict=True):
-            if result.success:
-                echoed = row
-                if typed:
-                    echoed = list(row)
-                    for index, conv in typed:
-                        value = echoed[index]
-                        if value != "" and value != "#N/A":
-                            echoed[index] = conv(value)
-                ok_cells.append(
-                    [result.id or "", "true" if result.created else "false", *echoed]
+            delay = _processing_delay(state)
+            if delay:
+                pool.sleep(delay)
+            rows: list[list[str]] = []
+            payload: list[dict[str, Any]] = []
+            ok_cells: list[list[str]] = []
+            bad_cells: list[list[str]] = []
+            for row in chunk:
+                if not row or row == [""]:
+                    continue  # a blank line
+                if isinstance(row, BadRow):
+                    bad_cells.append(["", format_error_cell(*bad_row_error(row)), row.raw])
+                    continue
+                if len(row) == width and not check_sizes:
+                    problem = None  # the whole upload is smaller than one field may be
+                else:
+                    problem = _row_problem(row, width, header)
+                if problem is not None:
+                    bad_cells.append(["", problem, *row])
+                    continue
+                if delete_like:
+                    record: dict[str, Any] = {}
+                    if id_index is not None and row[id_index] != "":
+                        record["Id"] = row[id_index]
+                elif "" not in row and "#N/A" not in row:
+                    record = dict(zip(header, row, strict=True))
+                else:
+                    record = {
+                        name: (None if value == "#N/A" else value)
+                        for name, value in zip(header, row, strict=True)
+                        if value != ""
+                    }
+                rows.append(row)
+                payload.append(record)
+            if payload and _lock_errors_on(state):
+                rows, payload = _lock_contended(state, held, obj, rows, payload, bad_cells)
+            try:
+                results = (
+                    org.write(
+                        job.object, job.operation, payload, external_id_field=job.external_id_field
+                    )
+                    if payload
+                    else []
                 )
-            else:
-                cell = " ".join(
-                    format_error_cell(e.status_code, e.message, e.fields or ())
-                    for e in result.errors
-                ) or format_error_cell("UNKNOWN_EXCEPTION", "unknown error", ())
-                bad_cells.append([result.id or "", cell, *row])
-        writer.writerows(ok_cells)
-        successful.extend_text(lines)
-        lines.clear()
-        writer.writerows(bad_cells)
-        failed.extend_text(lines)
-        lines.clear()
-        with job.lock:
-            job.processed += len(ok_cells) + len(bad_cells)
-            job.failed += len(bad_cells)
-            job.total_processing_ms = int((time.monotonic() - started) * 1000)
-            job.touch()
+            except BatchError as exc:
+                leftover(chunk)
+                message = str(exc)
+                if not message.startswith("InvalidBatch"):
+                    message = f"InvalidBatch : {message}"
+                raise _JobFailure(message) from exc
+            for row, result in zip(rows, results, strict=True):
+                if result.success:
+                    echoed = row
+                    if typed:
+                        echoed = list(row)
+                        for index, conv in typed:
+                            value = echoed[index]
+                            if value != "" and value != "#N/A":
+                                echoed[index] = conv(value)
+                    ok_cells.append(
+                        [result.id or "", "true" if result.created else "false", *echoed]
+                    )
+                else:
+                    cell = error_cell(result.errors) or format_error_cell(
+                        "UNKNOWN_EXCEPTION", "unknown error", ()
+                    )
+                    bad_cells.append([result.id or "", cell, *row])
+            writer.writerows(ok_cells)
+            successful.extend_text(lines)
+            lines.clear()
+            writer.writerows(bad_cells)
+            failed.extend_text(lines)
+            lines.clear()
+            with job.lock:
+                job.processed += len(ok_cells) + len(bad_cells)
+                job.failed += len(bad_cells)
+                job.total_processing_ms = int((time.monotonic() - started) * 1000)
+                job.touch()
+    finally:
+        held.release()
     with job.lock:
         if job.state == "InProgress":
             job.set_state("JobComplete")
@@ -856,6 +890,51 @@ def _row_problem(row: list[str], width: int, header: list[str]) -> str | None:
             (),
         )
     return None
+
+
+class _HeldParents:
+    """The parents one ingest job holds in its emulator's :class:`ParentLocks`."""
+
+    def __init__(self, locks: ParentLocks) -> None:
+        self.locks = locks
+        self.keys: list[str] = []
+
+    def acquire(self, keys: frozenset[str]) -> set[str]:
+        """Hold ``keys`` too; returns those other work (or earlier sub-batches) holds."""
+        contended = self.locks.acquire(keys) | self.locks.shared(keys)
+        self.keys.extend(keys)
+        return contended
+
+    def release(self) -> None:
+        self.locks.release(self.keys)
+        self.keys.clear()
+
+
+def _lock_contended(
+    state: Any,
+    held: _HeldParents,
+    obj: Any,
+    rows: list[list[str]],
+    payload: list[dict[str, Any]],
+    bad_cells: list[list[str]],
+) -> tuple[list[list[str]], list[dict[str, Any]]]:
+    """Fail with ``UNABLE_TO_LOCK_ROW`` (the fault's share of) the rows whose parent other
+    parallel work writes too; returns the rows and records left to write."""
+    keys = parent_keys(obj, payload)
+    contended = held.acquire(frozenset().union(*keys))
+    if not contended:
+        return rows, payload
+    faults = _faults(state)
+    kept_rows: list[list[str]] = []
+    kept: list[dict[str, Any]] = []
+    for row, record, row_keys in zip(rows, payload, keys, strict=True):
+        locked = lock_error(row_keys, contended, faults.roll_lock_error)
+        if locked is not None:
+            bad_cells.append(["", format_error_cell(*locked, ()), *row])
+            continue
+        kept_rows.append(row)
+        kept.append(record)
+    return kept_rows, kept
 
 
 def _process_query(state: Any, job: Bulk2Job) -> None:
@@ -1340,13 +1419,12 @@ class Bulk2Api:
                 return  # processing started: the worker writes the unprocessed rows
             d, nl = job.delimiter, job.newline
             engine = state.jobs
-            with _upload_rows(job) as reader:
-                header = next(reader, None) or []
-                raw_header = d.join(header)
-                unprocessed = engine.result_file(f"{raw_header}{nl}".encode())
-                unprocessed.extend_text(
-                    [_quote_line(r, d, nl) for r in reader if r and r != [""]]
-                )
+            reader = _upload_rows(job, lenient=True)
+            first = next(reader, None) or []
+            header = [first.raw] if isinstance(first, BadRow) else first
+            raw_header = d.join(header)
+            unprocessed = engine.result_file(f"{raw_header}{nl}".encode())
+            unprocessed.extend_text([_echo_line(r, d, nl) for r in reader if r and r != [""]])
             job.results = {
                 "successfulResults": engine.result_file(
                     f'"sf__Id"{d}"sf__Created"{d}{raw_header}{nl}'.encode()

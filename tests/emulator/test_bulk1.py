@@ -343,9 +343,9 @@ def test_csv_insert_rules_and_results_in_input_order(client: Client) -> None:
         f'"{ids[0]}","true","true",""\n'
         f'"{ids[1]}","true","true",""\n'
         '"","false","false","INVALID_FIELD:Failed to parse CSV row: Quote inside an unquoted '
-        'value (check for spaces around quotes): --"\n'
+        'value (check for spaces around quotes):--"\n'
         f'"{ids[2]}","true","true",""\n'
-        '"","false","false","INVALID_FIELD:Row has 2 values but the header has 3 fields: --"\n'
+        '"","false","false","INVALID_FIELD:Row has 2 values but the header has 3 fields:--"\n'
     )
     response = client.get(f"/job/{job_id}/batch/{batch_id}/result")
     assert response.headers["Content-Type"] == "text/csv"
@@ -641,7 +641,7 @@ def test_fault_injection(emulator_factory) -> None:
     line = client.result_text(contacts, batches[0]).splitlines()[1]
     assert line == (
         '"","false","false","UNABLE_TO_LOCK_ROW:unable to obtain exclusive access to this '
-        f'record or 1 records: {parent}: --"'
+        f'record or 1 records: {parent}:--"'
     )
     # Serial jobs do not contend.
     serial = client.create_job("insert", "Contact", concurrencyMode="Serial")

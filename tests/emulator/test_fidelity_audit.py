@@ -343,7 +343,7 @@ def test_upsert_duplicates_in_one_batch_relationship_columns_and_na_versus_empty
     child = children[0].split(",")[0].strip('"')
     assert children[1:] == [
         '"","false","false","INVALID_FIELD:Foreign key external ID: NOPE not found for field '
-        'External_Id__c in entity Account: --"',
+        'External_Id__c in entity Account:--"',
         '"","false","false","INVALID_CROSS_REFERENCE_KEY:Account ID: invalid cross reference '
         'id:AccountId --"',
         '"","false","false","MALFORMED_ID:Account ID: id value of incorrect type: bad:'
@@ -358,11 +358,6 @@ def test_upsert_duplicates_in_one_batch_relationship_columns_and_na_versus_empty
     )
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bulk1.py writes an Error cell without fields as 'CODE:message: --' (space before the "
-    "dashes, e.g. 'MISSING_ARGUMENT:Id not specified in an update call: --') while bulk2.py "
-    "writes 'CODE:message:--' for the same error, as Salesforce does; the two APIs disagree"
-))
 def test_error_cells_without_fields_agree_between_the_two_apis(client: Client):
     one = client.ingest1("update", "Account", "Id,Name\n,zz\n").splitlines()[1]
     two = client.ingest2("update", "Account", "Id,Name\n,zz\n")["failedResults"].splitlines()[1]
@@ -417,7 +412,7 @@ def test_malformed_csv_fails_the_row_in_bulk1_and_stores_nothing(client: Client)
     result = client.ingest1("insert", "Account", 'Name\n"a"b\n')
     assert result.splitlines()[1] == (
         '"","false","false","INVALID_FIELD:Failed to parse CSV row: Unexpected character \'b\' '
-        'after a closing quote: --"'
+        'after a closing quote:--"'
     )
     job = client.create_job("insert", "Account")
     client.add_batch(job, b"Name\n\xff\xfe\n")
@@ -527,32 +522,18 @@ def _names_stored(client: Client, prefix: str) -> list[str]:
     return [r["Name"] for r in response.json()["records"]]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bulk2.py accepts an upload whose last quoted value is never closed: 'Name\\n\"AUD-Q\\n' "
-    "ends JobComplete with one success and stores the name 'AUD-Q\\n' (newline included) "
-    "instead of failing the row or job as malformed CSV (Bulk 1.0 fails the row)"
-))
 def test_bulk2_unterminated_quote_is_not_stored(client: Client):
     out = client.ingest2("insert", "Account", 'Name\n"AUD-Q\n')
     assert out["info"]["numberRecordsFailed"] == 1 or out["info"]["state"] == "Failed"
     assert _names_stored(client, "AUD-Q") == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bulk2.py decodes uploads with errors='replace': 'Name\\nAUD-U\\xff\\xfe\\n' ends "
-    "JobComplete and stores 'AUD-U\\ufffd\\ufffd' (replacement characters) instead of refusing "
-    "the non-UTF-8 data (Bulk 1.0 fails the batch: 'invalid UTF-8 at byte 10')"
-))
 def test_bulk2_invalid_utf8_is_refused_not_stored(client: Client):
     out = client.ingest2("insert", "Account", b"Name\nAUD-U\xff\xfe\n")
     assert out["info"]["state"] == "Failed" or out["info"]["numberRecordsFailed"] == 1
     assert _names_stored(client, "AUD-U") == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bulk2.py reads '\"AUD-A\"b' as the value 'AUD-Ab' (Python csv leniency) and stores it; "
-    "Bulk 1.0 fails that row with 'Unexpected character 'b' after a closing quote'"
-))
 def test_bulk2_text_after_a_closing_quote_fails_the_row(client: Client):
     out = client.ingest2("insert", "Account", 'Name\n"AUD-A"b\n')
     assert out["info"]["numberRecordsFailed"] == 1
@@ -635,7 +616,7 @@ def test_bulk1_lock_errors_only_for_parallel_batches_sharing_a_parent(client: Cl
         "q": "SELECT Id FROM Account ORDER BY Id LIMIT 1"}).json()["records"][0]["Id"]
     csv = f"LastName,AccountId\nL1,{parent}\nL2,{parent}\n"
     lock = (f'"","false","false","UNABLE_TO_LOCK_ROW:unable to obtain exclusive access to this '
-            f'record or 1 records: {parent}: --"')
+            f'record or 1 records: {parent}:--"')
     for mode, expect_locks in (("Parallel", True), ("Serial", False)):
         job = client.create_job("insert", "Contact",
                                 f"<concurrencyMode>{mode}</concurrencyMode>")
@@ -646,11 +627,6 @@ def test_bulk1_lock_errors_only_for_parallel_batches_sharing_a_parent(client: Cl
             assert (rows == [lock, lock]) is expect_locks, (mode, rows)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bulk2.py injects UNABLE_TO_LOCK_ROW into any record of any job once lock_error_share > 0, "
-    "parent or not: an Account insert 'Name\\nNoParent' fails with 'unable to obtain exclusive "
-    "access to this record or 1 records: :--', naming no record"
-))
 def test_bulk2_lock_errors_need_a_shared_parent(client: Client, demo):
     requests.post(f"{demo.url}/_emulator/faults", json={"lock_error_share": 1.0}, timeout=10)
     out = client.ingest2("insert", "Account", "Name\nNoParent\n")
