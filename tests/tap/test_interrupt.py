@@ -13,6 +13,9 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
+from sfbulk import http as sf_http
 from tests.tap.conftest import at, emulator_config, run_tap, write_at
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +91,7 @@ def test_sigint_while_job_runs_exits_130_with_only_the_old_bookmark(
         emulator_factory, tmp_path) -> None:
     """An interrupted extraction must not look finished: exit 130 for Ctrl-C (SIGTERM, 143, is
     checked mid-stream above), the job aborted, and every STATE written still holds the
-    bookmark the run started from (also when Ctrl-C is pressed twice)."""
+    bookmark the run started from."""
     server = emulator_factory(seed="demo", records=5)
     server.state.faults.configure({"never_finish": True})
     config = emulator_config(server, streams=["Account"], pk_chunking="off",
@@ -111,8 +114,6 @@ def test_sigint_while_job_runs_exits_130_with_only_the_old_bookmark(
             assert time.monotonic() < deadline, "the tap started no job"
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
-        time.sleep(0.05)
-        process.send_signal(signal.SIGINT)  # an impatient second Ctrl-C changes nothing
         out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -127,3 +128,18 @@ def test_sigint_while_job_runs_exits_130_with_only_the_old_bookmark(
         assert value["bookmarks"]["Account"]["replication_key_value"] == bookmark
         assert "progress_markers" not in value["bookmarks"]["Account"]
     assert [job.state for job in server.state.jobs.jobs()] == ["Aborted"]
+
+
+def test_a_second_signal_while_stopping_is_only_logged(demo_emulator, monkeypatch) -> None:
+    """The first signal stops the run (exit 128+signum); one arriving while the jobs are being
+    aborted and the closing STATE written must not cut that work short with a new SystemExit."""
+    from tap_sfbulk.tap import TapSfBulk
+
+    requested: list[bool] = []
+    monkeypatch.setattr(sf_http, "request_shutdown", lambda: requested.append(True))
+    tap = TapSfBulk(config=emulator_config(demo_emulator, streams=["Account"]))
+    with pytest.raises(SystemExit) as info:
+        tap._handle_termination(signal.SIGINT, None)
+    assert info.value.code == 130
+    assert tap._handle_termination(signal.SIGTERM, None) is None
+    assert requested == [True]
