@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import sys
 import threading
 from collections import deque
 from collections.abc import Generator, Mapping
@@ -33,9 +32,7 @@ from singer_sdk.helpers.capabilities import (
     PluginCapabilities,
     TapCapabilities,
 )
-from singer_sdk.io_base import SingerWriter
 from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
-from singer_sdk.singerlib.encoding.simple import Message, RecordMessage
 
 from sfbulk import http as sf_http
 from sfbulk.describe import bulk_unqueryable_reason
@@ -51,6 +48,7 @@ from tap_sfbulk.discovery import (
 )
 from tap_sfbulk.prefetch import Prefetch
 from tap_sfbulk.streams import SObjectStream, check_object_name
+from tap_sfbulk.writer import BufferedSingerWriter
 
 #: How far before the run's start the incremental upper bound lies (rows still committing).
 UPPER_BOUND_LAG = dt.timedelta(seconds=5)
@@ -91,21 +89,6 @@ _CONNECTION_DESCRIPTIONS = {
     "instance_url": "The org's instance URL for access_token. Login method: access_token.",
     "api_version": "Salesforce API version used for every call (e.g. 62.0).",
 }
-
-
-class BufferedSingerWriter(SingerWriter):
-    """The SDK's writer without a flush after every RECORD.
-
-    Flushing each record costs a system call per row, a large share of the tap's time on big
-    tables. RECORD lines go through stdout's buffer; every other message (SCHEMA, STATE, BATCH)
-    flushes, so a target always sees a STATE right after the records it covers.
-    """
-
-    def write_message(self, message: Message) -> None:
-        """Write one message; flush unless it is a RECORD."""
-        sys.stdout.write(self.format_message(message) + "\n")
-        if not isinstance(message, RecordMessage):
-            sys.stdout.flush()
 
 
 class StreamSyncError(Exception):
