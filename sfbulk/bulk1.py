@@ -32,7 +32,6 @@ import json
 import logging
 import re
 import tempfile
-import time
 import zipfile
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ from sfbulk.errors import (
     RecordCountMismatchError,
     SalesforceError,
 )
-from sfbulk.http import ASYNC_NS, SalesforceClient, growing_intervals, wait_interval
+from sfbulk.http import ASYNC_NS, JobPolling, SalesforceClient
 
 logger = logging.getLogger(__name__)
 
@@ -503,31 +502,15 @@ class IngestOutcome:
         return [row for outcome in self.batches for row in outcome.results or []]
 
 
-class Bulk1:
+class Bulk1(JobPolling):
     """Bulk API 1.0 operations over one :class:`SalesforceClient`.
 
-    Args:
-        client: The shared HTTP client.
-        poll_interval_seconds: First wait between status polls.
-        poll_interval_max_seconds: Longest wait between polls.
-        poll_backoff: Factor by which the wait grows after each poll.
-        job_timeout_seconds: Default overall time allowed for batches to finish.
+    Takes the client and poll settings of :class:`~sfbulk.http.JobPolling`
+    (``job_timeout_seconds`` bounds the wait for a job's batches).
     """
 
-    def __init__(
-        self,
-        client: SalesforceClient,
-        *,
-        poll_interval_seconds: float = 0.5,
-        poll_interval_max_seconds: float = 30.0,
-        poll_backoff: float = 1.5,
-        job_timeout_seconds: float = 3600.0,
-    ) -> None:
-        self.client = client
-        self.poll_interval_seconds = poll_interval_seconds
-        self.poll_interval_max_seconds = poll_interval_max_seconds
-        self.poll_backoff = poll_backoff
-        self.job_timeout_seconds = job_timeout_seconds
+    def __init__(self, client: SalesforceClient, **polling: float) -> None:
+        super().__init__(client, **polling)
         self._content_types: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------ jobs
@@ -774,13 +757,7 @@ class Bulk1:
         """
         job_id = job if isinstance(job, str) else job.id
         wanted = list(batch_ids)
-        limit = self.job_timeout_seconds if timeout is None else timeout
-        started = time.monotonic()
-        intervals = iter(
-            growing_intervals(
-                self.poll_interval_seconds, self.poll_backoff, self.poll_interval_max_seconds
-            )
-        )
+        wait = self.job_wait(timeout, what=f"Bulk 1.0 job {job_id}", job_id=job_id)
         while True:
             infos = {b.id: b for b in self.list_batches(job_id)}
             missing = [b for b in wanted if b not in infos]
@@ -793,21 +770,15 @@ class Bulk1:
                     self._raise_if_failed(infos[batch_id])
             if all(infos[b].is_terminal for b in wanted):
                 return [infos[b] for b in wanted]
-            if time.monotonic() - started >= limit:
+            if wait.expired:
                 pending = [b for b in wanted if not infos[b].is_terminal]
                 raise JobTimeoutError(
-                    f"{len(pending)} batch(es) still unfinished after {limit:.0f} s: "
+                    f"{len(pending)} batch(es) still unfinished after {wait.limit:.0f} s: "
                     + ", ".join(pending[:5]),
                     job_id=job_id,
                     batch_id=pending[0],
                 )
-            wait_interval(
-                started,
-                limit,
-                next(intervals),
-                what=f"Bulk 1.0 job {job_id}",
-                context={"job_id": job_id},
-            )
+            wait.sleep()
 
     @staticmethod
     def _raise_if_failed(batch: BatchInfo) -> None:
@@ -984,13 +955,7 @@ class Bulk1:
         self, job: JobInfo, original_id: str, chunked: bool, timeout: float | None
     ) -> Iterator[BatchInfo]:
         """Yield the batches holding results as each completes (chunks, or the one batch)."""
-        limit = self.job_timeout_seconds if timeout is None else timeout
-        started = time.monotonic()
-        intervals = iter(
-            growing_intervals(
-                self.poll_interval_seconds, self.poll_backoff, self.poll_interval_max_seconds
-            )
-        )
+        wait = self.job_wait(timeout, what=f"Bulk 1.0 job {job.id}", job_id=job.id)
         done: set[str] = set()
         while True:
             batches = self.list_batches(job.id)
@@ -1027,15 +992,11 @@ class Bulk1:
                     return
                 if progressed:
                     continue  # reading took time: poll again at once
-            if time.monotonic() - started >= limit:
-                raise JobTimeoutError(f"query results not ready after {limit:.0f} s", job_id=job.id)
-            wait_interval(
-                started,
-                limit,
-                next(intervals),
-                what=f"Bulk 1.0 job {job.id}",
-                context={"job_id": job.id},
-            )
+            if wait.expired:
+                raise JobTimeoutError(
+                    f"query results not ready after {wait.limit:.0f} s", job_id=job.id
+                )
+            wait.sleep()
 
     def ingest(
         self,

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from sfbulk.bulk1 import QueryStream
+# The job-record field readers are the same for both APIs' JSON.
+from sfbulk.bulk1 import QueryStream, _api_version, _int
 from sfbulk.csvcodec import iter_csv_rows
 from sfbulk.errors import (
     JobFailedError,
@@ -45,7 +45,7 @@ from sfbulk.errors import (
     RecordCountMismatchError,
     SalesforceError,
 )
-from sfbulk.http import SalesforceClient, growing_intervals, wait_interval
+from sfbulk.http import JobPolling
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +58,6 @@ _CLOSED_INGEST_STATES = frozenset({"UploadComplete", "InProgress", "JobComplete"
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 _CHUNK = 256 * 1024
 _LAST_PAGE = "null"
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return 0
-
-
-def _version(value: Any) -> str | None:
-    return None if value is None else (str(value) if "." in str(value) else f"{value}.0")
 
 
 @dataclass(frozen=True)
@@ -106,7 +95,7 @@ class QueryJobInfo:
             system_modstamp=data.get("systemModstamp"),
             concurrency_mode=data.get("concurrencyMode"),
             content_type=data.get("contentType"),
-            api_version=_version(data.get("apiVersion")),
+            api_version=_api_version(data.get("apiVersion")),
             line_ending=data.get("lineEnding"),
             column_delimiter=data.get("columnDelimiter"),
             number_records_processed=_int(data.get("numberRecordsProcessed")),
@@ -162,7 +151,7 @@ class IngestJobInfo:
             system_modstamp=data.get("systemModstamp"),
             concurrency_mode=data.get("concurrencyMode"),
             content_type=data.get("contentType"),
-            api_version=_version(data.get("apiVersion")),
+            api_version=_api_version(data.get("apiVersion")),
             content_url=data.get("contentUrl"),
             line_ending=data.get("lineEnding"),
             column_delimiter=data.get("columnDelimiter"),
@@ -246,31 +235,12 @@ class IngestResults:
         return out
 
 
-class Bulk2:
+class Bulk2(JobPolling):
     """Bulk API 2.0 operations over one :class:`SalesforceClient`.
 
-    Args:
-        client: The shared HTTP client.
-        poll_interval_seconds: First wait between status polls.
-        poll_interval_max_seconds: Longest wait between polls.
-        poll_backoff: Factor by which the wait grows after each poll.
-        job_timeout_seconds: Default overall time allowed for a job to finish.
+    Takes the client and poll settings of :class:`~sfbulk.http.JobPolling`
+    (``job_timeout_seconds`` bounds the wait for one job).
     """
-
-    def __init__(
-        self,
-        client: SalesforceClient,
-        *,
-        poll_interval_seconds: float = 0.5,
-        poll_interval_max_seconds: float = 30.0,
-        poll_backoff: float = 1.5,
-        job_timeout_seconds: float = 3600.0,
-    ) -> None:
-        self.client = client
-        self.poll_interval_seconds = poll_interval_seconds
-        self.poll_interval_max_seconds = poll_interval_max_seconds
-        self.poll_backoff = poll_backoff
-        self.job_timeout_seconds = job_timeout_seconds
 
     # ------------------------------------------------------------------------------ query jobs
 
@@ -318,13 +288,7 @@ class Bulk2:
         return info
 
     def _wait(self, read: Any, job_id: str, timeout: float | None, kind: str) -> Any:
-        limit = self.job_timeout_seconds if timeout is None else timeout
-        started = time.monotonic()
-        intervals = iter(
-            growing_intervals(
-                self.poll_interval_seconds, self.poll_backoff, self.poll_interval_max_seconds
-            )
-        )
+        wait = self.job_wait(timeout, what=f"Bulk 2.0 {kind} job {job_id}", job_id=job_id)
         while True:
             info = read()
             if info.is_terminal:
@@ -336,17 +300,12 @@ class Bulk2:
                         job_id=job_id,
                     )
                 return info
-            if time.monotonic() - started >= limit:
+            if wait.expired:
                 raise JobTimeoutError(
-                    f"Bulk 2.0 {kind} job still {info.state} after {limit:.0f} s", job_id=job_id
+                    f"Bulk 2.0 {kind} job still {info.state} after {wait.limit:.0f} s",
+                    job_id=job_id,
                 )
-            wait_interval(
-                started,
-                limit,
-                next(intervals),
-                what=f"Bulk 2.0 {kind} job {job_id}",
-                context={"job_id": job_id},
-            )
+            wait.sleep()
 
     def iter_query_pages(
         self, job_id: str, max_records: int | None = None

@@ -899,3 +899,92 @@ def growing_intervals(first: float, factor: float, maximum: float) -> Iterable[f
     while True:
         yield min(value, maximum)
         value = min(value * factor, maximum)
+
+
+class JobWait:
+    """One wait for a Bulk job or batch: polls at growing intervals until a deadline.
+
+    Bulk 1.0 batch waits, Bulk 1.0 query-chunk waits and Bulk 2.0 job waits share this policy;
+    each caller only says what "done" means and what to raise when :attr:`expired`.
+
+    Args:
+        timeout: Seconds the whole wait may take (counted from construction).
+        first: First interval between polls.
+        factor: Growth of the interval after each poll.
+        maximum: Longest interval.
+        what: The awaited thing, for the shutdown message (e.g. ``Bulk 1.0 job 750…``).
+        job_id: The Salesforce job id, carried by the shutdown error.
+    """
+
+    def __init__(
+        self,
+        timeout: float,
+        *,
+        first: float,
+        factor: float,
+        maximum: float,
+        what: str,
+        job_id: str,
+    ) -> None:
+        self.limit = timeout
+        self.started = time.monotonic()
+        self.what = what
+        self.job_id = job_id
+        self._intervals = iter(growing_intervals(first, factor, maximum))
+
+    @property
+    def expired(self) -> bool:
+        """The deadline has passed: the caller should raise its ``JobTimeoutError``."""
+        return time.monotonic() - self.started >= self.limit
+
+    def sleep(self) -> None:
+        """Sleep the next interval (less if the deadline is nearer), waking early on shutdown.
+
+        Raises:
+            OperationCancelledError: The process is shutting down.
+        """
+        wait_interval(
+            self.started,
+            self.limit,
+            next(self._intervals),
+            what=self.what,
+            context={"job_id": self.job_id},
+        )
+
+
+class JobPolling:
+    """The poll settings of a Bulk API wrapper, and the waits built from them.
+
+    Args:
+        client: The shared HTTP client.
+        poll_interval_seconds: First wait between status polls.
+        poll_interval_max_seconds: Longest wait between polls.
+        poll_backoff: Factor by which the wait grows after each poll.
+        job_timeout_seconds: Default overall time allowed for a job (or its batches) to finish.
+    """
+
+    def __init__(
+        self,
+        client: SalesforceClient,
+        *,
+        poll_interval_seconds: float = 0.5,
+        poll_interval_max_seconds: float = 30.0,
+        poll_backoff: float = 1.5,
+        job_timeout_seconds: float = 3600.0,
+    ) -> None:
+        self.client = client
+        self.poll_interval_seconds = poll_interval_seconds
+        self.poll_interval_max_seconds = poll_interval_max_seconds
+        self.poll_backoff = poll_backoff
+        self.job_timeout_seconds = job_timeout_seconds
+
+    def job_wait(self, timeout: float | None, *, what: str, job_id: str) -> JobWait:
+        """Start a wait of ``timeout`` seconds (default: ``job_timeout_seconds``)."""
+        return JobWait(
+            self.job_timeout_seconds if timeout is None else timeout,
+            first=self.poll_interval_seconds,
+            factor=self.poll_backoff,
+            maximum=self.poll_interval_max_seconds,
+            what=what,
+            job_id=job_id,
+        )

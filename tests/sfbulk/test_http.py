@@ -724,6 +724,28 @@ def test_growing_intervals() -> None:
     assert [round(next(gen), 4) for _ in range(6)] == [0.5, 0.75, 1.125, 1.6875, 2.0, 2.0]
 
 
+def test_job_wait_grows_its_intervals_and_stops_at_the_deadline() -> None:
+    from sfbulk.http import JobPolling, JobWait
+
+    polling = JobPolling(None, poll_interval_seconds=0.01, poll_backoff=2.0,  # type: ignore[arg-type]
+                         poll_interval_max_seconds=0.03, job_timeout_seconds=99.0)
+    wait = polling.job_wait(None, what="Bulk 2.0 query job 750A", job_id="750A")
+    assert isinstance(wait, JobWait)
+    assert wait.limit == 99.0
+    assert [round(next(wait._intervals), 4) for _ in range(4)] == [0.01, 0.02, 0.03, 0.03]
+    assert not wait.expired
+
+    short = polling.job_wait(0.05, what="Bulk 1.0 job 750B", job_id="750B")
+    assert short.limit == 0.05
+    sleeps = 0
+    while not short.expired:
+        short.sleep()
+        sleeps += 1
+    elapsed = time.monotonic() - short.started
+    assert 0.05 <= elapsed < 0.5
+    assert sleeps >= 2  # 0.01 then 0.02, and the last sleep is cut to the deadline
+
+
 def test_client_repr_has_no_secrets(stub: StubServer, issuer: TokenIssuer) -> None:
     client = make_client(stub)
     client.auth.session()
