@@ -12,6 +12,11 @@ SHARED = ROOT.parent / "shared"
 FIXTURES = SHARED / "fixtures"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the slow fresh-clone demo test first so it overlaps the rest of the suite under xdist."""
+    items.sort(key=lambda item: 0 if item.nodeid.startswith("tests/test_demo.py") else 1)
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     """The recorded Salesforce responses and sample orgs; tests needing them skip when absent."""
