@@ -362,6 +362,7 @@ class TapSfBulk(Tap):
         try:
             failures = self._run_streams(selected)
         finally:
+            self._flush_output()
             self._log_summary(selected)
             if self._connection is not None:
                 self._connection.close()
@@ -420,15 +421,17 @@ class TapSfBulk(Tap):
                     )
                     stream.prefetch.start()
                     active[stream.name] = (stream, self._drive(stream))
-                with wake:
-                    ready = [name for name, (s, _) in active.items()
-                             if s.prefetch is not None and s.prefetch.ready()]
-                    if not ready:
-                        if active:
+                ready = self._ready_streams(active)
+                if not ready:
+                    # Nothing to write until a download delivers: send what is gathered
+                    # (outside the lock, which producers take to notify).
+                    self._flush_output()
+                    with wake:
+                        if active and not self._ready_streams(active):
                             # Producers notify per chunk; partial chunks are looked at
                             # on this short timeout.
                             wake.wait(0.1)
-                        continue
+                    continue
                 for name in ready:
                     if name not in active:
                         continue  # stopped because another stream failed
@@ -453,6 +456,19 @@ class TapSfBulk(Tap):
             self._state_writer.write_state(self.state)
             raise
         return failures
+
+    @staticmethod
+    def _ready_streams(
+        active: Mapping[str, tuple[SObjectStream, Generator[None, None, None]]],
+    ) -> list[str]:
+        """Names of the active streams whose download has records waiting."""
+        return [name for name, (stream, _) in active.items()
+                if stream.prefetch is not None and stream.prefetch.ready()]
+
+    def _flush_output(self) -> None:
+        """Send RECORD lines the writer gathered (it writes them in blocks)."""
+        if isinstance(self.message_writer, BufferedSingerWriter):
+            self.message_writer.flush()
 
     def _drive(self, stream: SObjectStream) -> Generator[None, None, None]:
         """The SDK's ``Stream.sync`` and the finalisation ``sync_all`` adds, one record per step.

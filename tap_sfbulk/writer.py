@@ -62,10 +62,21 @@ def encode_message(message: Message) -> bytes:
 
 
 class BufferedSingerWriter(MsgSpecWriter):
-    """msgspec-encoded Singer output with RECORD lines buffered (see the module docstring)."""
+    """msgspec-encoded Singer output with RECORD lines buffered (see the module docstring).
+
+    RECORD lines gather in the writer's own buffer and go out in blocks of about
+    :attr:`BLOCK_BYTES`: stdout may be unbuffered (``PYTHONUNBUFFERED``, ``python -u``, which
+    orchestrators often set), and a system call per record then cost as much as encoding it.
+    Any other message writes the block and itself, then flushes; :meth:`flush` does the same
+    when the tap is about to wait for Salesforce, so records never sit unsent during a wait.
+    """
+
+    #: Bytes of RECORD lines gathered before they are written out.
+    BLOCK_BYTES = 64 * 1024
 
     def __init__(self) -> None:
         super().__init__()
+        self._pending = bytearray()
         self._flushed_for: Any = None
 
     def serialize_message(self, message: Message) -> bytes:  # type: ignore[override]
@@ -73,21 +84,38 @@ class BufferedSingerWriter(MsgSpecWriter):
         return encode_message(message)
 
     def write_message(self, message: Message) -> None:
-        """Write one message; flush unless it is a RECORD.
+        """Write one message: RECORDs into the block, anything else through to stdout."""
+        self._pending += encode_message(message)
+        if isinstance(message, RecordMessage):
+            if len(self._pending) >= self.BLOCK_BYTES:
+                self._write_pending()
+            return
+        self.flush()
+
+    def flush(self) -> None:
+        """Write every gathered line and flush stdout."""
+        if self._pending:
+            self._write_pending()
+        sys.stdout.flush()
+
+    def _write_pending(self) -> None:
+        """Hand the gathered lines to stdout.
 
         Bytes go to ``sys.stdout.buffer``, after text already written to ``sys.stdout`` is
         flushed once so lines keep their order; a stdout without a buffer (a test's
-        ``StringIO``) is given the same line as text.
+        ``StringIO``) is given the same lines as text. An unbuffered stdout may take part of a
+        block (or be interrupted by a signal): what it took is dropped from the block at once,
+        so a later flush goes on from the first unwritten byte, never repeating a line's start.
         """
         out = sys.stdout
-        line = encode_message(message)
         buffer = getattr(out, "buffer", None)
-        if buffer is not None:
-            if out is not self._flushed_for:
-                out.flush()
-                self._flushed_for = out
-            buffer.write(line)
-        else:
-            out.write(line.decode("utf-8"))
-        if not isinstance(message, RecordMessage):
+        if buffer is None:
+            out.write(self._pending.decode("utf-8"))
+            self._pending.clear()
+            return
+        if out is not self._flushed_for:
             out.flush()
+            self._flushed_for = out
+        while self._pending:
+            written = buffer.write(self._pending)
+            del self._pending[:written or 0]  # None: a non-blocking stdout took nothing yet
