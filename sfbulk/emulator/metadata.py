@@ -953,9 +953,22 @@ def location_fields(base: str, label: str, scale: int = 15) -> list[FieldDef]:
     ]
 
 
+def _id_field(label: str) -> FieldDef:
+    """The ``Id`` field every object starts with (read-only, id lookup)."""
+    return _f("Id", "id", label, 18, "DI", createable=False, updateable=False)
+
+
+def _viewed_dates() -> list[FieldDef]:
+    """``LastViewedDate`` and ``LastReferencedDate``, which objects with recent items carry."""
+    return [
+        _dt("LastViewedDate", "Last Viewed Date"),
+        _dt("LastReferencedDate", "Last Referenced Date"),
+    ]
+
+
 def system_head(id_label: str, deleted: bool = True) -> list[FieldDef]:
     """``Id`` and ``IsDeleted``, the first fields of every object."""
-    head = [_f("Id", "id", id_label, 18, "DI", createable=False, updateable=False)]
+    head = [_id_field(id_label)]
     if deleted:
         head.append(_bool("IsDeleted", "Deleted", "D"))
     return head
@@ -1037,8 +1050,7 @@ def _account() -> SObjectDef:
         _text("Site", "Account Site", 80),
         *system_tail(["User"]),
         _date("LastActivityDate", "Last Activity", "N"),
-        _dt("LastViewedDate", "Last Viewed Date"),
-        _dt("LastReferencedDate", "Last Referenced Date"),
+        *_viewed_dates(),
         _text("Jigsaw", "Data.com Key", 20),
         _text("JigsawCompanyId", "Jigsaw Company ID", 20, "N", relationship_name="JigsawCompany"),
         _pick("CleanStatus", "Clean Status", CLEAN_STATUS, restricted_picklist=True),
@@ -1063,8 +1075,10 @@ def _account() -> SObjectDef:
     )
 
 
-def _person_name(obj: str) -> list[FieldDef]:
-    return [
+def _person_name(salutation: bool = True) -> list[FieldDef]:
+    """The person-name fields: ``LastName``, ``FirstName``, ``Salutation`` (Contact and Lead,
+    not User) and the read-only compound ``Name``."""
+    parts = [
         _text(
             "LastName",
             "Last Name",
@@ -1076,13 +1090,19 @@ def _person_name(obj: str) -> list[FieldDef]:
         _text(
             "FirstName", "First Name", 40, compound_field_name="Name", extra_type_info="personname"
         ),
-        _pick(
-            "Salutation",
-            "Salutation",
-            SALUTATIONS,
-            compound_field_name="Name",
-            extra_type_info="personname",
-        ),
+    ]
+    if salutation:
+        parts.append(
+            _pick(
+                "Salutation",
+                "Salutation",
+                SALUTATIONS,
+                compound_field_name="Name",
+                extra_type_info="personname",
+            )
+        )
+    return [
+        *parts,
         _text(
             "Name",
             "Full Name",
@@ -1100,7 +1120,7 @@ def _contact() -> SObjectDef:
         *system_head("Contact ID"),
         _ref("MasterRecordId", "Master Record ID", ["Contact"], "MasterRecord", "N"),
         _ref("AccountId", "Account ID", ["Account"], "Account", child="Contacts"),
-        *_person_name("Contact"),
+        *_person_name(),
         *address_fields("Other", "Other"),
         *address_fields("Mailing", "Mailing"),
         _f("Phone", "phone", "Business Phone", 40),
@@ -1121,8 +1141,7 @@ def _contact() -> SObjectDef:
         _date("LastActivityDate", "Last Activity", "N"),
         _dt("LastCURequestDate", "Last Stay-in-Touch Request Date"),
         _dt("LastCUUpdateDate", "Last Stay-in-Touch Save Date"),
-        _dt("LastViewedDate", "Last Viewed Date"),
-        _dt("LastReferencedDate", "Last Referenced Date"),
+        *_viewed_dates(),
         _text("EmailBouncedReason", "Email Bounced Reason", 255),
         _dt("EmailBouncedDate", "Email Bounced Date", "NCU"),
         _bool("IsEmailBounced", "Is Email Bounced", "D"),
@@ -1148,7 +1167,7 @@ def _lead() -> SObjectDef:
     fields = [
         *system_head("Lead ID"),
         _ref("MasterRecordId", "Master Record ID", ["Lead"], "MasterRecord", "N"),
-        *_person_name("Lead"),
+        *_person_name(),
         _text("Title", "Title", 128),
         _text("Company", "Company", 255, "CU"),
         *address_fields("", "", compound="Address"),
@@ -1191,8 +1210,7 @@ def _lead() -> SObjectDef:
         ),
         _bool("IsUnreadByOwner", "Unread By Owner", "CUD"),
         _date("LastActivityDate", "Last Activity", "N"),
-        _dt("LastViewedDate", "Last Viewed Date"),
-        _dt("LastReferencedDate", "Last Referenced Date"),
+        *_viewed_dates(),
         _text("Jigsaw", "Data.com Key", 20),
         _text("JigsawContactId", "Jigsaw Contact ID", 20, "N", relationship_name="JigsawContact"),
         _pick("CleanStatus", "Clean Status", CLEAN_STATUS, restricted_picklist=True),
@@ -1267,8 +1285,7 @@ def _opportunity() -> SObjectDef:
         _int("FiscalYear", "Fiscal Year", flags="N", compound_field_name="Fiscal"),
         _text("Fiscal", "Fiscal Period", 6, "N", byte_length=6),
         _ref("ContactId", "Contact ID", ["Contact"], None, "NC"),
-        _dt("LastViewedDate", "Last Viewed Date"),
-        _dt("LastReferencedDate", "Last Referenced Date"),
+        *_viewed_dates(),
         _bool("HasOpenActivity", "Has Open Activity", "D", filterable=False, sortable=False),
         _bool("HasOverdueTask", "Has Overdue Task", "D", filterable=False, sortable=False),
     ]
@@ -1345,8 +1362,7 @@ def _case() -> SObjectDef:
             sortable=True,
             aggregatable=True,
         ),
-        _dt("LastViewedDate", "Last Viewed Date"),
-        _dt("LastReferencedDate", "Last Referenced Date"),
+        *_viewed_dates(),
     ]
     return _obj(
         "Case",
@@ -1362,7 +1378,7 @@ def _case() -> SObjectDef:
 
 def _task() -> SObjectDef:
     fields = [
-        _f("Id", "id", "Activity ID", 18, "DI", createable=False, updateable=False),
+        _id_field("Activity ID"),
         _ref("WhoId", "Name ID", ["Contact", "Lead"], "Who", child="Tasks", name_pointing=True),
         _ref(
             "WhatId",
@@ -1457,28 +1473,9 @@ def _user() -> SObjectDef:
     ]
     locales = ["en_US", "en_GB", "fr_FR", "de_DE", "ja_JP"]
     fields = [
-        _f("Id", "id", "User ID", 18, "DI", createable=False, updateable=False),
+        _id_field("User ID"),
         _text("Username", "Username", 80, "CUIQ"),
-        _text(
-            "LastName",
-            "Last Name",
-            80,
-            "CU",
-            compound_field_name="Name",
-            extra_type_info="personname",
-        ),
-        _text(
-            "FirstName", "First Name", 40, compound_field_name="Name", extra_type_info="personname"
-        ),
-        _text(
-            "Name",
-            "Full Name",
-            121,
-            "n",
-            createable=False,
-            updateable=False,
-            extra_type_info="personname",
-        ),
+        *_person_name(salutation=False),
         _text("CompanyName", "Company Name", 80),
         _text("Division", "Division", 80),
         _text("Department", "Department", 80),
@@ -1537,7 +1534,7 @@ def _user() -> SObjectDef:
 
 def _organization() -> SObjectDef:
     fields = [
-        _f("Id", "id", "Organization ID", 18, "DI", createable=False, updateable=False),
+        _id_field("Organization ID"),
         _text("Name", "Name", 80, "Un"),
         _text("Division", "Division", 80, "NU"),
         *[replace_flags(f, createable=False) for f in address_fields("", "", compound="Address")],
@@ -1605,7 +1602,7 @@ def replace_flags(fdef: FieldDef, **changes: Any) -> FieldDef:
 
 def _record_type() -> SObjectDef:
     fields = [
-        _f("Id", "id", "Record Type ID", 18, "DI", createable=False, updateable=False),
+        _id_field("Record Type ID"),
         _text("Name", "Name", 80, "CUn"),
         _text("DeveloperName", "Record Type Name", 80, "CU"),
         _text("NamespacePrefix", "Namespace Prefix", 15, "N"),
@@ -1639,7 +1636,7 @@ def _record_type() -> SObjectDef:
 
 def _group() -> SObjectDef:
     fields = [
-        _f("Id", "id", "Group ID", 18, "DI", createable=False, updateable=False),
+        _id_field("Group ID"),
         _text("Name", "Name", 40, "CUn"),
         _text("DeveloperName", "Developer Name", 80, "CUD"),
         _ref("RelatedId", "Related ID", ["User"], "Related", "N"),
@@ -1723,10 +1720,26 @@ def _attachment() -> SObjectDef:
     )
 
 
+#: Object flags of a system object that SOQL reads and nothing writes: no Bulk query, no search,
+#: layout, trigger, replication or record types.
+_READ_ONLY_OBJECT: dict[str, Any] = {
+    "createable": False,
+    "updateable": False,
+    "deletable": False,
+    "undeletable": False,
+    "bulk_queryable": False,
+    "searchable": False,
+    "layoutable": False,
+    "triggerable": False,
+    "replicateable": False,
+    "record_types": False,
+}
+
+
 def _status_object(name: str, label: str, plural: str, prefix: str) -> SObjectDef:
     """A picklist-status object (CaseStatus...): queryable by SOQL, not by the Bulk API."""
     fields = [
-        _f("Id", "id", f"{label} ID", 18, "DI", createable=False, updateable=False),
+        _id_field(f"{label} ID"),
         _text("MasterLabel", "Master Label", 255, "Nn", createable=False, updateable=False),
         _text("ApiName", "Api Name", 255, "N", createable=False, updateable=False),
         _int("SortOrder", "Sort Order", 9, "N", createable=False, updateable=False),
@@ -1740,23 +1753,14 @@ def _status_object(name: str, label: str, plural: str, prefix: str) -> SObjectDe
         plural,
         prefix,
         fields,
-        createable=False,
-        updateable=False,
-        deletable=False,
-        undeletable=False,
-        bulk_queryable=False,
-        searchable=False,
-        layoutable=False,
-        triggerable=False,
-        replicateable=False,
-        record_types=False,
+        **_READ_ONLY_OBJECT,
         url_kinds=SIMPLE_URLS,
     )
 
 
 def _recently_viewed() -> SObjectDef:
     fields = [
-        _f("Id", "id", "Record ID", 18, "DI", createable=False, updateable=False),
+        _id_field("Record ID"),
         _text("Name", "Name", 255, "Nn", createable=False, updateable=False),
         _pick(
             "Type",
@@ -1767,8 +1771,7 @@ def _recently_viewed() -> SObjectDef:
             createable=False,
             updateable=False,
         ),
-        _dt("LastViewedDate", "Last Viewed Date"),
-        _dt("LastReferencedDate", "Last Referenced Date"),
+        *_viewed_dates(),
     ]
     return _obj(
         "RecentlyViewed",
@@ -1776,23 +1779,14 @@ def _recently_viewed() -> SObjectDef:
         "Recently Viewed",
         None,
         fields,
-        createable=False,
-        updateable=False,
-        deletable=False,
-        undeletable=False,
-        bulk_queryable=False,
-        searchable=False,
-        layoutable=False,
-        triggerable=False,
-        replicateable=False,
-        record_types=False,
+        **_READ_ONLY_OBJECT,
         url_kinds=SIMPLE_URLS,
     )
 
 
 def _uri_event_stream() -> SObjectDef:
     fields = [
-        _f("Id", "id", "Event ID", 18, "DI", createable=False, updateable=False),
+        _id_field("Event ID"),
         _dt("EventDate", "Event Date"),
         _text("EventIdentifier", "Event Identifier", 36, "N"),
     ]
@@ -1802,18 +1796,9 @@ def _uri_event_stream() -> SObjectDef:
         "URI Event Stream",
         "0Ux",
         fields,
+        **_READ_ONLY_OBJECT,
         queryable=False,
-        createable=False,
-        updateable=False,
-        deletable=False,
-        undeletable=False,
-        bulk_queryable=False,
         retrieveable=False,
-        replicateable=False,
-        searchable=False,
-        layoutable=False,
-        triggerable=False,
-        record_types=False,
         url_kinds=("rowTemplate", "describe", "sobject"),
     )
 
@@ -1860,8 +1845,7 @@ def _store() -> SObjectDef:
     fields = [
         *custom_head("Store", "Store Name"),
         *custom_tail(),
-        _dt("LastViewedDate", "Last Viewed Date"),
-        _dt("LastReferencedDate", "Last Referenced Date"),
+        *_viewed_dates(),
         *location_fields("Location__c", "Location", scale=6),
         _text("Store_Code__c", "Store Code", 20, "NCUEQ", custom=True),
         _f("Opened__c", "date", "Opened", 0, "NCU", custom=True),
@@ -2232,7 +2216,7 @@ def object_from_metadata(
     plural = (_text_of(elem, "pluralLabel") if elem is not None else None) or f"{label}s"
     if name.endswith("__e"):
         fields = [
-            _f("Id", "id", "Event UUID", 18, "DI", createable=False, updateable=False),
+            _id_field("Event UUID"),
             _dt("CreatedDate", "Created Date", "D"),
             _ref("CreatedById", "Created By ID", ["User"], "CreatedBy", "D"),
             _text("ReplayId", "Replay ID", 255, "N", createable=False, updateable=False),
@@ -2267,8 +2251,7 @@ def object_from_metadata(
     fields = [
         *custom_head(label, name_label, name_type, auto_format),
         *custom_tail(owner=owned),
-        _dt("LastViewedDate", "Last Viewed Date"),
-        _dt("LastReferencedDate", "Last Referenced Date"),
+        *_viewed_dates(),
     ]
     bulk = elem is None or _flag(elem, "enableBulkApi", default=True)
     obj = _custom_obj(
