@@ -29,13 +29,14 @@ the same value they are one. Under ``null_handling: ignore`` a null leaves the f
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final, Literal
 
 from sfbulk.csvcodec import Column
 from sfbulk.describe import find_field, resolve_column, writable_fields
@@ -99,10 +100,22 @@ class _Reject:
 
 _Decision = _Drop | _Field | _Relationship | _Reject
 
-#: Plans of :meth:`FieldMapper._step` besides a column name.
-_DELETED = object()  # the ``_sdc_deleted_at`` key
-_QUIET = object()  # a key dropped without a word
-_FULL = object()  # a key only :meth:`FieldMapper._prepare_full` handles
+
+class _Mark(enum.Enum):
+    """Plans of :meth:`FieldMapper._step` besides a column name (enum members rather than bare
+    objects so a type checker can tell them apart from a column name or a record plan)."""
+
+    DELETED = "deleted"  # the ``_sdc_deleted_at`` key
+    QUIET = "quiet"  # a key dropped without a word
+    FULL = "full"  # a key only :meth:`FieldMapper._prepare_full` handles
+
+
+_DELETED: Final = _Mark.DELETED
+_QUIET: Final = _Mark.QUIET
+_FULL: Final = _Mark.FULL
+#: A record plan of :meth:`FieldMapper._shape`: its columns, how to pick their values from a
+#: record (``None`` for all of them, in order), and the ``_sdc_deleted_at`` key or ``None``.
+_Plan = tuple[tuple[str, ...], Callable[[Mapping[str, Any]], Sequence[Any]] | None, str | None]
 #: Value classes a plain field stores as they are (no JSON text, no parent reference).
 _PLAIN_VALUES = frozenset({str, int, float, bool, Decimal})
 
@@ -172,9 +185,9 @@ class FieldMapper:
         self._exclude = {_fold(name) for name in exclude}
         self._decisions: dict[str, _Decision] = {}
         #: Per record key, what :meth:`prepare` does with it (see :meth:`_step`).
-        self._steps: dict[str, str | object] = {}
+        self._steps: dict[str, str | _Mark] = {}
         #: Per record shape (its keys in order), the plan of :meth:`_shape`.
-        self._shapes: dict[tuple[str, ...], Any] = {}
+        self._shapes: dict[tuple[str, ...], _Plan | Literal[_Mark.FULL]] = {}
         #: Value classes :meth:`prepare` stores as they are; a null too unless it is left out.
         self._plain_values = _PLAIN_VALUES if null_handling == "ignore" else \
             _PLAIN_VALUES | {type(None)}
@@ -354,14 +367,14 @@ class FieldMapper:
             deleted = flag is not None and flag != ""
         return Prepared(dict(zip(columns, values, strict=True)), deleted)
 
-    def _shape(self, keys: tuple[str, ...]) -> tuple[Any, ...] | object:
+    def _shape(self, keys: tuple[str, ...]) -> _Plan | Literal[_Mark.FULL]:
         """The plan for records with these keys, in this order: (columns, how to pick their
         values from a record or None for all of them, the ``_sdc_deleted_at`` key or None), or
         ``_FULL`` when a key needs :meth:`_prepare_full`."""
         columns: list[str] = []
         kept: list[str] = []
         deleted_at = None
-        shape: tuple[Any, ...] | object = _FULL
+        shape: _Plan | Literal[_Mark.FULL] = _FULL
         for key in keys:
             step = self._steps.get(key)
             if step is None:
@@ -384,11 +397,11 @@ class FieldMapper:
         self._shapes[keys] = shape
         return shape
 
-    def _step(self, key: str) -> str | object:
+    def _step(self, key: str) -> str | _Mark:
         """The cached plan for one record key: its column (a plain field), ``_DELETED``,
         ``_QUIET`` (dropped without a word, or already warned about), or ``_FULL``."""
         if key == DELETED_AT:
-            step: str | object = _DELETED
+            step: str | _Mark = _DELETED
         else:
             decision = self._decide(key)
             if isinstance(decision, _Field):
