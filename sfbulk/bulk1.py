@@ -509,6 +509,10 @@ class Bulk1(JobPolling):
     (``job_timeout_seconds`` bounds the wait for a job's batches).
     """
 
+    #: A query wait reads the job itself on every this many polls that found no Queued batch
+    #: (see :meth:`_raise_if_job_ended`): one call more per three, only while batches run.
+    JOB_CHECK_EVERY = 3
+
     def __init__(self, client: SalesforceClient, **polling: float) -> None:
         super().__init__(client, **polling)
         self._content_types: dict[str, str] = {}
@@ -957,6 +961,7 @@ class Bulk1(JobPolling):
         """Yield the batches holding results as each completes (chunks, or the one batch)."""
         wait = self.job_wait(timeout, what=f"Bulk 1.0 job {job.id}", job_id=job.id)
         done: set[str] = set()
+        blind_polls = 0
         while True:
             batches = self.list_batches(job.id)
             original = next((b for b in batches if b.id == original_id), None)
@@ -996,7 +1001,29 @@ class Bulk1(JobPolling):
                 raise JobTimeoutError(
                     f"query results not ready after {wait.limit:.0f} s", job_id=job.id
                 )
+            if any(b.state == "Queued" for b in batches if b.id not in done):
+                blind_polls = 0  # an abort would turn it NotProcessed: the list tells
+            else:
+                blind_polls += 1
+                if blind_polls % self.JOB_CHECK_EVERY == 0:
+                    self._raise_if_job_ended(job.id)
             wait.sleep()
+
+    def _raise_if_job_ended(self, job_id: str) -> None:
+        """Raise if the job was aborted (by anyone) or failed while its batches still run.
+
+        Batches already running finish after an abort, and the batch list shows nothing until
+        they do (only queued ones turn NotProcessed), so without this a query aborted from
+        outside would only end at the job timeout.
+        """
+        info = self.get_job(job_id)
+        if info.state in ("Aborted", "Failed"):
+            raise JobFailedError(
+                f"the query job was {info.state.lower()} while its batches ran "
+                f"({info.number_batches_completed} of {info.number_batches_total} completed)",
+                code=f"Job{info.state}",
+                job_id=job_id,
+            )
 
     def ingest(
         self,
