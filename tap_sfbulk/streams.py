@@ -35,6 +35,7 @@ from singer_sdk.singerlib.catalog import Metadata, MetadataMapping
 from singer_sdk.singerlib.encoding.simple import RecordMessage
 
 from sfbulk.csvcodec import RecordTyper
+from sfbulk.errors import ConfigError
 from sfbulk.soql import Condition, build_select, check_identifier
 from tap_sfbulk.discovery import StreamSpec
 from tap_sfbulk.fallback import with_rest_fallback
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 UTC = dt.timezone.utc
+#: Rows asked per Bulk 2.0 results page (``maxRecords``): two calls per million rows at most.
+DEFAULT_BULK2_PAGE_SIZE = 500_000
 
 
 @dataclass(slots=True)
@@ -276,7 +279,10 @@ class SObjectStream(Stream):
         self, client: SalesforceClient, soql: str, typer: RecordTyper, include_deleted: bool,
     ) -> Iterator[dict[str, Any]]:
         bulk = self.tap.connection.bulk2(client)
-        page_size = self.config.get("bulk2_page_size")
+        configured = self.config.get("bulk2_page_size")
+        page_size = DEFAULT_BULK2_PAGE_SIZE if configured is None else int(configured)
+        if page_size < 1:
+            raise ConfigError(f"bulk2_page_size must be at least 1, not {page_size}")
         self.stats.jobs += 1
         with bulk.query(soql, include_deleted, max_records=page_size) as rows:
             try:

@@ -47,7 +47,7 @@ from tap_sfbulk.discovery import (
     match_objects,
 )
 from tap_sfbulk.prefetch import Prefetch
-from tap_sfbulk.streams import SObjectStream, check_object_name
+from tap_sfbulk.streams import DEFAULT_BULK2_PAGE_SIZE, SObjectStream, check_object_name
 from tap_sfbulk.writer import BufferedSingerWriter
 
 #: How far before the run's start the incremental upper bound lies (rows still committing).
@@ -172,9 +172,10 @@ class TapSfBulk(Tap):
         th.Property("query_content_type", th.StringType, default="CSV",
                     allowed_values=["CSV", "JSON", "XML"],
                     description="Bulk 1.0 result format (records are identical for all three)."),
-        th.Property("bulk2_page_size", th.IntegerType,
-                    description="Bulk 2.0 maxRecords per results page. Unset: Salesforce's "
-                    "default (fewest API calls)."),
+        th.Property("bulk2_page_size", th.IntegerType, default=DEFAULT_BULK2_PAGE_SIZE,
+                    description="Bulk 2.0 maxRecords: the most rows per results page (one API "
+                    "call each). Salesforce still caps a page by its own size limits, so a "
+                    "large value costs nothing; lower it only if result downloads time out."),
         th.Property("continue_on_stream_error", th.BooleanType, default=False,
                     description="Let the other streams finish when one fails; the run still "
                     "ends non-zero with a summary."),

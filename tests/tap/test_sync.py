@@ -170,6 +170,37 @@ def test_bulk2_multi_page_results(emulator_factory) -> None:
     assert stats.api_calls >= 1 + 1 + 6
 
 
+def test_bulk2_asks_for_large_pages_by_default(emulator_factory, monkeypatch) -> None:
+    """One results call per 500,000 rows, whatever smaller page the org would pick itself."""
+    from sfbulk.bulk2 import Bulk2
+
+    asked: list[int | None] = []
+    pages: list[int] = []
+    original = Bulk2.iter_query_pages
+
+    def recording(self, job_id, max_records=None):
+        asked.append(max_records)
+        for number, rows in original(self, job_id, max_records):
+            pages.append(number)
+            yield number, rows
+
+    monkeypatch.setattr(Bulk2, "iter_query_pages", recording)
+    server = emulator_factory(seed="demo", records=40, bulk2_page_rows=5)
+    run = run_tap(emulator_config(server, streams=["Contact"], upper_bound_lag_seconds=0))
+    assert len(run.records["Contact"]) == 16
+    assert asked == [500_000]
+    assert pages == [1]  # the emulator's own default (5 rows) would have taken four calls
+
+    asked.clear()
+    pages.clear()
+    run = run_tap(emulator_config(server, streams=["Contact"], upper_bound_lag_seconds=0,
+                                  bulk2_page_size=6))
+    assert (asked, pages) == ([6], [1, 2, 3])
+    refused = run_tap(emulator_config(server, streams=["Contact"], bulk2_page_size=0),
+                      expect_error=StreamSyncError)
+    assert "Contact: bulk2_page_size must be at least 1, not 0" in str(refused.error)
+
+
 def test_session_expiring_mid_download_is_renewed(emulator_factory) -> None:
     server = emulator_factory(seed="demo", records=40)
     config = emulator_config(server, streams=["Contact"], bulk2_page_size=2,
@@ -474,31 +505,55 @@ def test_job_timeout_aborts_the_job(emulator_factory, bulk_api: str) -> None:
     assert [job.state for job in jobs] == ["Aborted"]
 
 
-def test_job_aborted_by_someone_else_fails_the_stream(emulator_factory) -> None:
+@pytest.mark.parametrize("bulk_api", ["2.0", "1.0"])
+def test_job_aborted_by_someone_else_fails_the_stream(emulator_factory, bulk_api: str) -> None:
+    """An abort from outside ends the stream within a few polls, not at the job timeout.
+
+    On Bulk 1.0 the running batch keeps running after an abort (only queued batches turn
+    NotProcessed), so the batch list never shows it: the wait must read the job's state.
+    """
     import threading
     import time
 
+    from sfbulk.bulk1 import Bulk1
     from sfbulk.bulk2 import Bulk2
     from tap_sfbulk.connection import Connection
 
     server = emulator_factory(seed="demo", records=20)
     server.state.faults.configure({"never_finish": True})
     config = emulator_config(server, streams=["Account"], poll_interval_max_seconds=0.2,
-                             upper_bound_lag_seconds=0)
+                             upper_bound_lag_seconds=0, bulk_api=bulk_api, pk_chunking="off",
+                             job_timeout_seconds=60)
     admin = Connection(config).new_client()
+    aborted_at: list[float] = []
 
-    def abort_when_seen() -> None:
-        for _ in range(100):
+    def abort_when_running() -> None:
+        for _ in range(400):
             jobs = server.state.jobs.jobs()
-            if jobs:
-                Bulk2(admin).abort_query_job(jobs[0].id)
+            if jobs and _running(server, jobs[0]):
+                if bulk_api == "2.0":
+                    Bulk2(admin).abort_query_job(jobs[0].id)
+                else:
+                    Bulk1(admin).abort_job(jobs[0].id)
+                aborted_at.append(time.monotonic())
                 return
             time.sleep(0.05)
 
-    aborter = threading.Thread(target=abort_when_seen)
+    aborter = threading.Thread(target=abort_when_running)
     aborter.start()
     run = run_tap(config, expect_error=StreamSyncError)
+    noticed_after = time.monotonic() - aborted_at[0]
     aborter.join()
     assert "Account:" in str(run.error)
-    assert "Aborted" in str(run.error)
+    assert "Aborted" in str(run.error) or "aborted" in str(run.error)
     assert "Account" not in run.records
+    assert noticed_after < 15, noticed_after  # a few 0.2 s polls, not the 60 s timeout
+    assert [job.state for job in server.state.jobs.jobs()] == ["Aborted"]
+
+
+def _running(server, job) -> bool:
+    """Whether the emulator is processing the job (its query batch is InProgress)."""
+    batches = getattr(job, "batches", None)
+    if batches is None:
+        return job.state == "InProgress"
+    return any(batch.state == "InProgress" for batch in batches)
