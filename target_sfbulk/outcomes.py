@@ -278,7 +278,7 @@ class ResultJoiner:
         self.job_id = job_id
         width = len(self.header)
         self._keyed = key_column is not None and key_column in self.header
-        if self._keyed:
+        if key_column is not None and self._keyed:
             at = self.header.index(key_column)
             self._key_at = at
             self._key_normal = cell_normaliser(types.get(key_column), fold_case=fold_key_case)
@@ -293,6 +293,7 @@ class ResultJoiner:
         self._pending: dict[Any, Any] = {}
         self.rows = 0
         pending = self._pending
+        key: str | tuple[str, ...]  # the normalised key, or a row's text cells
         if self._keyed:
             normal = self._key_normal
             for position, row in enumerate(rows):
