@@ -127,6 +127,26 @@ def test_pk_chunking_auto_and_off(emulator_factory, caplog) -> None:
     assert len(run.records["Store__c"]) == 8
 
 
+@pytest.mark.parametrize(("chunk_size", "chunked"), [(10, True), (16, False), (1000, False)])
+def test_pk_chunking_auto_chunks_only_tables_larger_than_a_chunk(
+        emulator_factory, caplog, chunk_size: int, chunked: bool) -> None:
+    """``auto`` counts the rows with REST ``SELECT COUNT()`` and chunks only above a chunk."""
+    server = emulator_factory(seed="demo", records=40)
+    caplog.set_level(logging.INFO, logger="tap-sfbulk")
+    run = run_tap(emulator_config(server, bulk_api="1.0", pk_chunking="auto",
+                                  pk_chunk_size=chunk_size, streams=["Contact"],
+                                  upper_bound_lag_seconds=0))
+    assert set(run.by_id("Contact")) == _demo_ids(server, "Contact")
+    assert len(run.records["Contact"]) == 16
+    assert f"Contact holds 16 rows; PK chunking {'on' if chunked else 'off'}" in caplog.text
+    [job] = server.state.jobs.jobs()
+    if chunked:
+        assert job.pk_chunking is not None and job.pk_chunking.chunk_size == chunk_size
+        assert len(job.batches) == 1 + 2  # the original batch and two chunks of ten ids
+    else:
+        assert job.pk_chunking is None and len(job.batches) == 1
+
+
 def test_bulk1_multiple_result_files(emulator_factory) -> None:
     server = emulator_factory(seed="demo", records=40, result_rows_per_file=3)
     config = emulator_config(server, bulk_api="1.0", pk_chunking="off", streams=["Contact"],
