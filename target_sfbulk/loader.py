@@ -177,7 +177,7 @@ class Loader:
     # -- jobs ------------------------------------------------------------------------------------
 
     def _run(self, mapper: FieldMapper, operation: str, external_id_field: str | None,
-             key_column: str | None, rows: list[dict[str, Any]],
+             key_column: str | None, rows: Sequence[Mapping[str, Any]],
              report: JobReport) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(rows)
         pending = list(range(len(rows)))
@@ -205,7 +205,7 @@ class Loader:
             serial = True
         return [o for o in outcomes if o is not None]
 
-    def _batches(self, mapper: FieldMapper, items: list[tuple[int, dict[str, Any]]],
+    def _batches(self, mapper: FieldMapper, items: list[tuple[int, Mapping[str, Any]]],
                  binary: set[str], api: str) -> tuple[list[Payload], dict[int, Outcome]]:
         """Encode rows into payloads; returns the payloads and the rows rejected on the way."""
         rejected: dict[int, Outcome] = {}
@@ -253,7 +253,7 @@ class Loader:
         return payloads, rejected
 
     def _send(self, mapper: FieldMapper, operation: str, external_id_field: str | None,
-              key_column: str | None, items: list[tuple[int, dict[str, Any]]], serial: bool,
+              key_column: str | None, items: list[tuple[int, Mapping[str, Any]]], serial: bool,
               report: JobReport) -> dict[int, Outcome]:
         binary = {c for _, row in items for c in row if c in mapper.binary_columns} \
             if mapper.binary_columns else set()
@@ -278,7 +278,7 @@ class Loader:
             return self._rest(mapper, operation, external_id_field, items, report)
 
     def _rest(self, mapper: FieldMapper, operation: str, external_id_field: str | None,
-              items: list[tuple[int, dict[str, Any]]], report: JobReport) -> dict[int, Outcome]:
+              items: list[tuple[int, Mapping[str, Any]]], report: JobReport) -> dict[int, Outcome]:
         """Load rows through sObject Collections; one outcome per row, joined in order.
 
         A value its field cannot take is rejected alone, before any call, as in the Bulk path.
@@ -286,7 +286,7 @@ class Loader:
         collections = RestCollections(self.bulk2.client)
         types: dict[str, str] = {}
         results: dict[int, Outcome] = {}
-        accepted: list[tuple[int, dict[str, Any]]] = []
+        accepted: list[tuple[int, Mapping[str, Any]]] = []
         for index, row in items:
             for name in row:
                 if name not in types:
@@ -310,7 +310,7 @@ class Loader:
         return results
 
     def _send_bulk(self, mapper: FieldMapper, operation: str, external_id_field: str | None,
-                   key_column: str | None, items: list[tuple[int, dict[str, Any]]],
+                   key_column: str | None, items: list[tuple[int, Mapping[str, Any]]],
                    serial: bool, report: JobReport, binary: set[str]) -> dict[int, Outcome]:
         api = "1.0" if binary else self.settings.bulk_api
         payloads, results = self._batches(mapper, items, binary, api)
