@@ -336,7 +336,8 @@ class TargetSfBulk(Target):
 
     def _process_record_message(self, message_dict: dict) -> None:
         stream = message_dict.get("stream")
-        record = message_dict.get("record")
+        # Raw JSON: only a dict takes the plain path (checked by class, the fastest test).
+        record: t.Any = message_dict.get("record")
         sink = self._plain_sink(stream) if record.__class__ is dict else None
         if sink is None:
             super()._process_record_message(message_dict)
