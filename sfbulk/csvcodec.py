@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import enum
 import io
 import itertools
 import json
@@ -48,7 +49,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Final
 
 from sfbulk.schema import value_kind
 
@@ -871,7 +872,16 @@ def _flatten_reference(key: str, value: Mapping[str, Any]) -> list[tuple[str, An
 
 
 _SCALARS = frozenset({str, int, float, bool, Decimal, type(None), dt.datetime, dt.date, list})
-_UNSEEN = object()
+
+
+class _Missing(enum.Enum):
+    """A cache miss (an enum member rather than a bare object so a type checker can tell it
+    apart from a cached value, ``None`` included)."""
+
+    UNSEEN = "unseen"
+
+
+_UNSEEN: Final = _Missing.UNSEEN
 
 
 @dataclass
