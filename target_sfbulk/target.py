@@ -18,6 +18,7 @@ SDK's defaults do not fit a remote, asynchronous destination:
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import threading
@@ -58,6 +59,20 @@ if t.TYPE_CHECKING:
     from collections.abc import Iterable
 
     from singer_sdk.sinks import Sink
+
+
+def _tune_collector() -> None:
+    """Keep Python's cycle collector from rescanning what a load holds, in the command only.
+
+    A batch keeps every record and its prepared row until its job's outcome is known, so the
+    heap grows by a few objects per record; with the default thresholds the collector walks
+    these (and everything imported at startup) over and over, about a seventh of the target's
+    CPU. Objects alive now are frozen out of collections (they live until exit anyway), and the
+    youngest generation is collected every 50,000 allocations instead of 700. Memory is still
+    freed by reference counting as soon as a batch drains; only reference cycles wait longer.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 class TooManyFailedRecordsError(Exception):
@@ -437,6 +452,7 @@ class TargetSfBulk(Target):
     @classmethod
     def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:  # type: ignore[override]
         """Run the target; configuration and load failures end with a message, not a trace."""
+        _tune_collector()
         try:
             super().invoke(*args, **kwargs)
         except (ConfigError, TooManyFailedRecordsError, UnbalancedOutcomesError) as exc:
