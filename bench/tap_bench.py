@@ -15,8 +15,10 @@ each in its own subprocess so CPU and memory are measured alone:
 
 Printed per run: records, seconds, records/s, CPU seconds of the subprocess and records per CPU
 second (the emulator shares the wall clock, so this is the cleaner cost figure), peak RSS
-(sampled every 50 ms with psutil) and the API calls used (from the tap's closing summary).
-Memory is reported for the small and the full extract so flatness can be judged.
+(sampled every 50 ms with psutil), the API calls used (from the tap's closing summary, discovery
+included) and those calls per million records (the goal is at most 20 on Bulk 2.0). Memory is
+reported for the small and the full extract so flatness can be judged. ``--apis 2.0`` measures
+Bulk 2.0 only (a 1M-row run takes minutes on a loaded machine); ``--no-raw`` skips the baseline.
 """
 
 from __future__ import annotations
@@ -99,10 +101,11 @@ def run_measured(command: list[str], env: dict[str, str]) -> dict[str, Any]:
     sampler = threading.Thread(target=sample_rss, args=(process, peak, stop), daemon=True)
     sampler.start()
     errors: list[bytes] = []
-    reader = threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True)
+    assert process.stdout is not None and process.stderr is not None
+    err_pipe = process.stderr
+    reader = threading.Thread(target=lambda: errors.extend(err_pipe), daemon=True)
     reader.start()
     records = 0
-    assert process.stdout is not None
     for line in process.stdout:
         if line.startswith(b'{"type":"RECORD"') or line.startswith(b'{"Id"'):
             records += 1
@@ -116,9 +119,9 @@ def run_measured(command: list[str], env: dict[str, str]) -> dict[str, Any]:
     if process.returncode != 0:
         raise SystemExit(f"{command} failed:\n{stderr[-3000:]}")
     calls = None
-    for line in stderr.splitlines():
-        if line.startswith("total:") and "API calls" in line:
-            calls = int(line.split(",")[2].split()[0])
+    for text in stderr.splitlines():
+        if text.startswith("total:") and "API calls" in text:
+            calls = int(text.split(",")[2].split()[0])
     return {"records": records, "seconds": seconds, "rate": records / seconds,
             "cpu": peak[1], "cpu_rate": records / max(peak[1], 1e-9),
             "peak_mb": peak[0] / 1e6, "api_calls": calls}
@@ -140,7 +143,7 @@ def raw_baseline(url: str, token: str, soql: str) -> None:
     out = sys.stdout
     locator = None
     while True:
-        params = {"locator": locator} if locator else {}
+        params: dict[str, str] = {"locator": locator} if locator else {}
         response = session.get(f"{base}/{job['id']}/results", params=params)
         rows = csv.reader(io.StringIO(response.content.decode("utf-8")))
         header = next(rows)
@@ -156,6 +159,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=100_000)
+    parser.add_argument("--apis", default="2.0,1.0",
+                        help="Bulk APIs to measure, comma-separated (2.0, 1.0)")
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw baseline")
     parser.add_argument("--raw", nargs=3, metavar=("URL", "TOKEN", "SOQL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw:
@@ -176,11 +182,10 @@ def main() -> None:
     with run_in_thread(EmulatorState(org=org, settings=settings)) as server, \
             tempfile.TemporaryDirectory() as tmp:
         results: list[tuple[str, dict[str, Any]]] = []
-        for label, size, extra in (
-            ("tap 2.0", args.small, {}), ("tap 2.0", args.records, {}),
-            ("tap 1.0", args.small, {"bulk_api": "1.0", "pk_chunking": "off"}),
-            ("tap 1.0", args.records, {"bulk_api": "1.0", "pk_chunking": "off"}),
-        ):
+        apis = [api.strip() for api in args.apis.split(",") if api.strip()]
+        plan = [(f"tap {api}", size, {"bulk_api": api, "pk_chunking": "off"})
+                for api in apis for size in (args.small, args.records)]
+        for label, size, extra in plan:
             config = emulator_config(server, streams=["Account"], upper_bound_lag_seconds=0,
                                      **extra)
             if size < args.records:
@@ -202,17 +207,25 @@ def main() -> None:
                                    str(path), "--catalog", str(catalog)], env)
             results.append((f"{label} {size:>9,}", result))
             print(f"{label} {size:>9,}: {result}", flush=True)
-        soql = f"SELECT {FIELDS} FROM Account"
-        raw = run_measured([sys.executable, str(Path(__file__).resolve()), "--raw", server.url,
-                            emulator_token(server), soql], env)
-        results.append((f"raw     {args.records:>9,}", raw))
+        raw: dict[str, Any] | None = None
+        if not args.no_raw:
+            soql = f"SELECT {FIELDS} FROM Account"
+            raw = run_measured([sys.executable, str(Path(__file__).resolve()), "--raw",
+                                server.url, emulator_token(server), soql], env)
+            results.append((f"raw     {args.records:>9,}", raw))
     print()
     print(f"{'run':<20} {'records':>9} {'seconds':>8} {'records/s':>10} {'CPU s':>7} "
-          f"{'rec/CPU s':>10} {'peak MB':>8} {'API calls':>9}")
+          f"{'rec/CPU s':>10} {'peak MB':>8} {'API calls':>9} {'calls/1M':>8}")
     for label, r in results:
         calls = "-" if r["api_calls"] is None else str(r["api_calls"])
+        per_million = ("-" if r["api_calls"] is None or not r["records"]
+                       else f"{r['api_calls'] * 1e6 / r['records']:.0f}")
         print(f"{label:<20} {r['records']:>9} {r['seconds']:>8.1f} {r['rate']:>10.0f} "
-              f"{r['cpu']:>7.1f} {r['cpu_rate']:>10.0f} {r['peak_mb']:>8.0f} {calls:>9}")
+              f"{r['cpu']:>7.1f} {r['cpu_rate']:>10.0f} {r['peak_mb']:>8.0f} {calls:>9} "
+              f"{per_million:>8}")
+    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if raw is None:
+        return
     for label, r in results[:-1]:
         if r["records"] == args.records:
             print(f"{label.strip()}: {r['rate'] / raw['rate']:.0%} of the raw baseline's "
