@@ -37,6 +37,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -504,6 +505,21 @@ class _RequestError(Exception):
         self.response = response
 
 
+def _json_complaint(exc: ValueError) -> str:
+    """The message of a ``JSON_PARSER_ERROR`` for a body ``json.loads`` refused.
+
+    Besides syntax errors (``JSONDecodeError``), it raises ``UnicodeDecodeError`` for bytes that
+    are not UTF-8 and a plain ``ValueError`` for an integer too long to convert (the only other
+    failure, as floats are read as ``Decimal``). Neither has the ``msg`` of a syntax error, and
+    both are the client's fault (400), not the server's.
+    """
+    if isinstance(exc, json.JSONDecodeError):
+        return f"Unexpected character: {exc.msg}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"Invalid UTF-8 byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+    return f"Number with more than {sys.get_int_max_str_digits()} digits"
+
+
 def _record_body(request_body: bytes, obj: SObjectDef, operation: str) -> dict[str, Any]:
     """A create/update body as store columns (nested ``{"Account": {"Ext__c": …}}`` flattened).
 
@@ -514,7 +530,7 @@ def _record_body(request_body: bytes, obj: SObjectDef, operation: str) -> dict[s
         data = json.loads(request_body or b"{}", parse_float=Decimal)
     except ValueError as exc:
         raise _RequestError(
-            error_response(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc.msg}")
+            error_response(400, "JSON_PARSER_ERROR", _json_complaint(exc))
         ) from None
     if not isinstance(data, dict):
         raise _RequestError(
@@ -873,7 +889,7 @@ def _collection_records(body: bytes) -> tuple[bool, list[dict[str, Any]]]:
         data = json.loads(body or b"null", parse_float=Decimal)
     except ValueError as exc:
         raise _RequestError(
-            error_response(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc.msg}")
+            error_response(400, "JSON_PARSER_ERROR", _json_complaint(exc))
         ) from None
     records = data.get("records") if isinstance(data, dict) else None
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):

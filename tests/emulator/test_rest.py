@@ -330,6 +330,23 @@ def test_record_errors(client, fixtures_dir):
     ]
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"Name": "\xff"}', "Invalid UTF-8 byte 0xff at offset 10"),
+        (b'{"NumberOfEmployees": ' + b"9" * 5000 + b"}", "Number with more than 4300 digits"),
+    ],
+)
+def test_bodies_json_cannot_read_are_parser_errors(client, body, message):
+    """Bytes that are not UTF-8, or a number too long to read, are the client's error (400
+    JSON_PARSER_ERROR), for a single record and for a collection alike; never a server error."""
+    for path in ("/sobjects/Account", "/composite/sobjects"):
+        response = client.session.post(client.base + path, data=body, timeout=10,
+                                       headers={"Content-Type": "application/json"})
+        assert (response.status_code, response.json()) == (
+            400, [{"errorCode": "JSON_PARSER_ERROR", "message": message}]), path
+
+
 def test_relationship_by_external_id_and_upsert(client):
     store = client.post("/sobjects/Store__c", {"Name": "Main", "Store_Code__c": "S-1"})
     assert store.status_code == 201, store.text
