@@ -1613,7 +1613,7 @@ class Bulk2Api:
                 )
             start = decoded
         base = f"/services/data/v{version}/jobs/query/{job.id}"
-        pages = []
+        pages: list[dict[str, str]] = []
         position = start
         while position < result.row_count and len(pages) < RESULT_PAGES_PER_RESPONSE:
             pages.append({"resultUrl": f"{base}/results?locator={encode_locator(position)}"})

@@ -26,7 +26,7 @@ import threading
 import weakref
 from array import array
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
 
@@ -657,7 +657,7 @@ def spool_csv_query(
     delimiter: str = ",",
     newline: str = "\n",
     block_rows: int = CSV_BLOCK_ROWS,
-) -> Iterator[int]:
+) -> Generator[int, None, None]:
     """Write a compiled query's rows into ``result`` as CSV lines built by SQLite itself.
 
     Yields the number of rows appended after each step (a block or a fetched chunk), so the
