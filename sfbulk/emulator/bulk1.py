@@ -1096,7 +1096,7 @@ def csv_row_printer(field_types: Sequence[str]) -> Callable[[list[tuple[Any, ...
     return print_rows
 
 
-def spool_csv_rows(cursor: Iterable[Sequence[Any]], columns: Sequence[str],
+def spool_csv_rows(cursor: Iterable[tuple[Any, ...]], columns: Sequence[str],
                    field_types: Sequence[str], result: ResultFile) -> int:
     """Format query rows as Bulk CSV (every cell quoted, null empty) into ``result``.
 
