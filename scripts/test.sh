@@ -10,4 +10,5 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 .venv/bin/ruff check sfbulk tap_sfbulk target_sfbulk tests bench scripts
+.venv/bin/mypy sfbulk tap_sfbulk target_sfbulk
 exec .venv/bin/pytest -n 2 "$@"
