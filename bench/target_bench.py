@@ -143,6 +143,8 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     apis = args.apis.split(",")
+    # CPU seconds inflate on a busy machine (shared cores, caches): say how busy it was.
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print(f"{'records':>9} {'run':<13} {'wall s':>8} {'rec/s':>9} {'CPU s':>8} "
           f"{'CPU/base':>8} {'peak MB':>8} {'API calls':>9}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,6 +167,7 @@ def main() -> None:
                       f"{figures['cpu'] / base_cpu:>8.2f} {figures['rss_mb']:>8.0f} "
                       f"{figures['calls']:>9.0f}", flush=True)
             os.unlink(path)
+    print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":
