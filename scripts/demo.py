@@ -50,6 +50,7 @@ MELTANO_RUN_ARGS = (
     "run",
     "--full-refresh",
     "--refresh-catalog",
+    "--state-id-suffix=scripts-demo",
     "tap-sfbulk",
     "target-sfbulk",
 )
@@ -490,7 +491,11 @@ def run_meltano(meltano: str, env: Mapping[str, str], log_path: Path, timeout: f
     """``meltano`` with :data:`MELTANO_RUN_ARGS`; its output goes to ``log_path``.
 
     ``--full-refresh`` because both orgs are new on every demo run, so a bookmark from an earlier
-    run means nothing; ``--refresh-catalog`` because the orgs' schema may differ (a DX project).
+    run means nothing; ``--refresh-catalog`` because the orgs' schema may differ (a DX project);
+    ``--state-id-suffix`` because Meltano still saves the run's bookmarks, and under the plain
+    ``demo:tap-sfbulk-to-target-sfbulk`` id they would become the starting point of the user's
+    own ``meltano --environment=demo run tap-sfbulk target-sfbulk``, which would then silently
+    skip every record older than the demo's bookmarks.
     Returns the exit code (a run still going after ``timeout`` is stopped: 124).
     """
     command = [meltano, "--log-level=info", *MELTANO_RUN_ARGS]
