@@ -142,7 +142,10 @@ def test_refresh_token_revoked_while_loading(emulator, observe, api):
 
     thread = threading.Thread(target=load)
     thread.start()
-    assert wait_until(lambda: stats(emulator)["jobs"]["total"] >= 1)
+    # Revoke only once the job is handed over (1.0 closed, 2.0 upload complete), i.e. while the
+    # target polls; revoking at job creation would test the upload instead.
+    handed_over = {"Closed", "UploadComplete", "InProgress"}
+    assert wait_until(lambda: bool(handed_over & set(job_states(emulator))))
     admin(emulator, "revoke-refresh-token")
     admin(emulator, "expire-sessions")
     thread.join(30)
