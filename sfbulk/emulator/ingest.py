@@ -181,24 +181,28 @@ def error_cell(errors: Iterable[Any]) -> str:
 def parent_keys(obj: Any, rows: Sequence[Any]) -> list[frozenset[str]]:
     """For each row (a dict; anything else has none), the parent references it writes: lookup
     ids and relationship columns, as ``column=value`` keys."""
-    reference_columns: dict[str, bool] = {}
+    records = [row for row in rows if isinstance(row, dict)]
+    # Classify each column once for the batch, then look only at the reference columns.
+    references: list[str] = []
+    for name in set().union(*records) if records else ():
+        if "." in name:
+            references.append(name)
+        else:
+            definition = obj.field(name) if obj is not None else None
+            if definition is not None and definition.type == "reference":
+                references.append(name)
+    if not references:
+        return [frozenset()] * len(rows)
+    lowered = [(name, name.lower()) for name in references]
     keys = []
     for row in rows:
         found = set()
         if isinstance(row, dict):
-            for name, value in row.items():
+            for name, lower in lowered:
+                value = row.get(name)
                 if value is None or isinstance(value, bytes):
                     continue
-                is_ref = reference_columns.get(name)
-                if is_ref is None:
-                    if "." in name:
-                        is_ref = True
-                    else:
-                        definition = obj.field(name) if obj is not None else None
-                        is_ref = definition is not None and definition.type == "reference"
-                    reference_columns[name] = is_ref
-                if is_ref:
-                    found.add(f"{name.lower()}={value}")
+                found.add(f"{lower}={value}")
         keys.append(frozenset(found))
     return keys
 

@@ -1308,10 +1308,8 @@ class Org:
         updates = [w for w in pending if w.existing is not None]
         if op == "upsert":
             self._upsert_permissions(obj, creates, updates)
-        for w in creates:
-            self._check_required(obj, w, creating=True)
-        for w in updates:
-            self._check_required(obj, w, creating=False)
+        self._check_required_batch(obj, creates, creating=True)
+        self._check_required_batch(obj, updates, creating=False)
         self._check_references([w for w in pending if w.error is None])
         twins = self._check_unique(obj, [w for w in pending if w.error is None])
         creates = [w for w in creates if w.error is None]
@@ -1501,6 +1499,27 @@ class Org:
                         f"Unable to create/update fields: {', '.join(bad)}. {_PERMISSION_HINT}",
                         bad,
                     )
+
+    def _check_required_batch(self, obj: SObjectDef, rows: list[_Row], *, creating: bool) -> None:
+        """:meth:`_check_required` for many rows, looking closer only at rows that may fail.
+
+        A row creating a record passes when every required field holds a value; a row updating
+        one passes when it nulls none of them. Only the others take the field-by-field path,
+        which names the missing fields.
+        """
+        names = [f.name for f in _required_fields(obj)]
+        if not names:
+            return
+        for w in rows:
+            if w.error is not None:
+                continue
+            values = w.values
+            if creating:
+                if None not in map(values.get, names):
+                    continue
+            elif not any(name in values and values[name] is None for name in names):
+                continue
+            self._check_required(obj, w, creating=creating)
 
     def _check_required(self, obj: SObjectDef, w: _Row, *, creating: bool) -> None:
         if w.error is not None:
