@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 import threading
 from collections import deque
 from collections.abc import Generator, Mapping
@@ -99,6 +100,7 @@ class TapSfBulk(Tap):
     """Salesforce Bulk API tap (Bulk 2.0 by default, Bulk 1.0 with PK chunking on request)."""
 
     name = "tap-sfbulk"
+    package_name = "sfbulk"
     dynamic_catalog = True
     message_writer_class = BufferedSingerWriter
 
@@ -563,5 +565,18 @@ class TapSfBulk(Tap):
                 if isinstance(stream, SObjectStream)}
 
 
+def main() -> None:
+    """Run ``tap-sfbulk``; a configuration mistake ends with one line naming it, not a traceback.
+
+    Discovery runs inside the SDK's option parsing, before ``Tap.invoke``, so the command itself
+    is the one place that sees every configuration error.
+    """
+    try:
+        TapSfBulk.cli()
+    except ConfigError as exc:
+        TapSfBulk.logger.error("Configuration error: %s", exc)
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    TapSfBulk.cli()
+    main()

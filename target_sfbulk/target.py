@@ -125,6 +125,7 @@ class TargetSfBulk(Target):
     """Singer target for Salesforce over the Bulk API."""
 
     name = "target-sfbulk"
+    package_name = "sfbulk"
     default_sink_class = SalesforceSink
     message_reader_class = SingerLineReader
 
