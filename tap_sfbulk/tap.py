@@ -85,6 +85,7 @@ _CONNECTION_DESCRIPTIONS = {
     "Login method: jwt.",
     "jwt_private_key_path": "Path to a PEM file holding the connected app's private key. Login "
     "method: jwt.",
+    "jwt_private_key_password": "Password of an encrypted private key. Login method: jwt.",
     "access_token": "A ready session token (cannot be renewed unless another login method's "
     "credentials are also given). Login method: access_token.",
     "instance_url": "The org's instance URL for access_token. Login method: access_token.",
