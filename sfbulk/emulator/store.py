@@ -552,30 +552,42 @@ def _block_char(block: str) -> str:
 
 
 _LOW2 = [encode_base62(n, 2) for n in range(62 * 62)]
-_HIGH_CACHE: dict[int, str] = {}
+#: The upper-case bits the low two counter digits add to the last block's check character:
+#: they are characters 3 and 4 of that block.
+_LOW2_BITS = [
+    sum(1 << (3 + i) for i, ch in enumerate(low) if "A" <= ch <= "Z") for low in _LOW2
+]
 
 
 def _fast_ids(key_prefix: str, numbers: range, pod: str = "5g") -> list[str]:
     """``[make_id(key_prefix, n) for n in numbers]`` without recomputing shared parts.
 
-    The counter's low two base-62 digits come from a table and its high eight from a cache,
-    and each 5-character block's check character is memoised.
+    Numbers sharing the counter's high eight base-62 digits share everything but the low two
+    digits, which come from a table along with their share of the last check character.
     """
-    out = []
+    out: list[str] = []
     head = key_prefix + pod
     head_char = _block_char(head)
-    blocks = _BLOCK_SUFFIX
-    for n in numbers:
-        high_n, low_n = divmod(n, 3844)
-        high = _HIGH_CACHE.get(high_n)
-        if high is None:
-            if len(_HIGH_CACHE) > 100_000:
-                _HIGH_CACHE.clear()
-            high = _HIGH_CACHE[high_n] = encode_base62(high_n, 8)
-        counter = high + _LOW2[low_n]
-        mid, low = counter[:5], counter[5:]
-        mid_char = blocks.get(mid) or _block_char(mid)
-        out.append(head + counter + head_char + mid_char + (blocks.get(low) or _block_char(low)))
+    low2, low2_bits, chars = _LOW2, _LOW2_BITS, _SUFFIX_CHARS
+    if not numbers:
+        return out
+    if numbers.step != 1:
+        return [make_id(key_prefix, n, pod) for n in numbers]
+    first_high, last_high = numbers[0] // 3844, numbers[-1] // 3844
+    for high_n in range(first_high, last_high + 1):
+        low_start = max(numbers[0], high_n * 3844) - high_n * 3844
+        low_stop = min(numbers[-1] + 1, (high_n + 1) * 3844) - high_n * 3844
+        high = encode_base62(high_n, 8)
+        prefix = head + high
+        middle = head_char + _block_char(high[:5])
+        tail = high[5:]
+        tail_bits = sum(1 << i for i, ch in enumerate(tail) if "A" <= ch <= "Z")
+        out.extend(
+            [
+                prefix + low2[low_n] + middle + chars[tail_bits | low2_bits[low_n]]
+                for low_n in range(low_start, low_stop)
+            ]
+        )
     return out
 
 
@@ -1507,15 +1519,21 @@ class Org:
         one passes when it nulls none of them. Only the others take the field-by-field path,
         which names the missing fields.
         """
-        names = [f.name for f in _required_fields(obj)]
-        if not names:
+        required = _required_fields(obj)
+        if not required:
             return
+        names = [f.name for f in required]
+        # On create a field defaulted on create may be left out, but not set to null.
+        always = [f.name for f in required if not f.defaulted_on_create]
+        defaulted = [f.name for f in required if f.defaulted_on_create]
         for w in rows:
             if w.error is not None:
                 continue
             values = w.values
             if creating:
-                if None not in map(values.get, names):
+                if None not in map(values.get, always) and not any(
+                    name in values and values[name] is None for name in defaulted
+                ):
                     continue
             elif not any(name in values and values[name] is None for name in names):
                 continue
