@@ -457,6 +457,9 @@ class _Plan:
     _handlers: dict[str, dict[str, _Handler]] = field(default_factory=dict)
     #: Columns whose clean values are plain strings up to this length (no other checks).
     fast_text: dict[str, int] = field(default_factory=dict)
+    #: Email columns whose values, when all are strings up to this length that look like
+    #: addresses, are stored as given (checked for the whole column at once).
+    fast_email: dict[str, int] = field(default_factory=dict)
 
     def handlers(self, op: str) -> dict[str, _Handler]:
         """Per column: (kind, field name, converter, blocked for op, is reference, is boolean)."""
@@ -1161,6 +1164,14 @@ class Org:
                 and fdef.length
             ):
                 plan.fast_text[key] = fdef.length
+            elif (
+                column.kind == _FIELD
+                and fdef is not None
+                and fdef.type == "email"
+                and not fdef.restricted_picklist
+                and fdef.length
+            ):
+                plan.fast_email[key] = fdef.length
         self._plans[cache_key] = plan
         return plan
 
@@ -1229,9 +1240,14 @@ class Org:
             assert fdef is not None
             pending: Iterable[tuple[_Row, Any]] = zip(work, column, strict=True)
             fast = plan.fast_text.get(key, 0)
-            if fast and missing not in column and set(map(type, column)) == {str}:
+            email = plan.fast_email.get(key, 0)
+            if (fast or email) and missing not in column and set(map(type, column)) == {str}:
                 lengths = set(map(len, column))
-                if 0 not in lengths and max(lengths) <= fast:
+                if (
+                    0 not in lengths
+                    and max(lengths) <= (fast or email)
+                    and (not email or all(map(_EMAIL.match, column)))
+                ):
                     # Every value is a clean string: checked in bulk, assigned as is.
                     for w, value in zip(work, column, strict=True):
                         w.values[name] = value
