@@ -1538,21 +1538,16 @@ class Org:
         required = _required_fields(obj)
         if not required:
             return
+        # A value looked up with this fallback is None only when the row sets the field to
+        # null, or (for a field that must be given on create) when a create leaves it out.
+        fallbacks = [
+            None if creating and not f.defaulted_on_create else _MISSING for f in required
+        ]
         names = [f.name for f in required]
-        # On create a field defaulted on create may be left out, but not set to null.
-        always = [f.name for f in required if not f.defaulted_on_create]
-        defaulted = [f.name for f in required if f.defaulted_on_create]
-        for w in rows:
-            if w.error is not None:
-                continue
-            values = w.values
-            if creating:
-                if None not in map(values.get, always) and not any(
-                    name in values and values[name] is None for name in defaulted
-                ):
-                    continue
-            elif not any(name in values and values[name] is None for name in names):
-                continue
+        suspects = [
+            w for w in rows if w.error is None and None in map(w.values.get, names, fallbacks)
+        ]
+        for w in suspects:
             self._check_required(obj, w, creating=creating)
 
     def _check_required(self, obj: SObjectDef, w: _Row, *, creating: bool) -> None:
@@ -1674,7 +1669,8 @@ class Org:
             return
         now = self.now()
         ids = _fast_ids(obj.key_prefix, self._next_numbers(obj.key_prefix, len(creates)))
-        columns = self._insert_columns(obj, {k for w in creates for k in w.values})
+        given: set[str] = set().union(*[w.values for w in creates])
+        columns = self._insert_columns(obj, given)
         position = {name: i for i, name in enumerate(columns.names)}
         autos_by_name = [
             (f.name, self._auto_numbers(obj, f, len(creates)))
@@ -1684,7 +1680,6 @@ class Org:
         # Assemble column by column and zip into rows: far cheaper than filling each row.
         count = len(creates)
         defaults = columns.defaults
-        given = {key for w in creates for key in w.values}
         system = self._system_values(obj, now)
         auto_columns = dict(autos_by_name)
         column_values: list[Any] = []
