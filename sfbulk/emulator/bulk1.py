@@ -938,6 +938,10 @@ def parse_zip_batch(data: bytes, data_format: str, obj: Any) -> ParsedBatch:
 # Ingest results
 
 
+#: The quoted empty cell of a row without errors.
+_EMPTY_CELL = '""'
+
+
 def _csv_cell(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
@@ -965,7 +969,8 @@ def encode_ingest_results(outcomes: Sequence[Any], data_format: str) -> ResultFi
         result = ResultFile(b'"Id","Success","Created","Error"\n')
         result.extend_text([
             f'"{o.id or ""}","{"true" if o.success else "false"}",'
-            f'"{"true" if o.created else "false"}",{_csv_cell(error_cell(o.errors))}\n'
+            f'"{"true" if o.created else "false"}",'
+            f'{_csv_cell(error_cell(o.errors)) if o.errors else _EMPTY_CELL}\n'
             for o in outcomes
         ])
     elif data_format == "JSON":
