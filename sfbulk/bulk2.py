@@ -58,6 +58,9 @@ _CLOSED_INGEST_STATES = frozenset({"UploadComplete", "InProgress", "JobComplete"
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 _CHUNK = 256 * 1024
 _LAST_PAGE = "null"
+#: Result set names as :class:`IngestResults` calls them -> their resource names.
+_RESULT_SETS = {"successful": "successfulResults", "failed": "failedResults",
+                "unprocessed": "unprocessedrecords"}
 
 
 @dataclass(frozen=True)
@@ -170,16 +173,30 @@ class IngestJobInfo:
         return self.state in INGEST_TERMINAL
 
 
-def _iter_rows(body: IO[bytes]) -> Iterator[dict[str, str]]:
-    """Rows of one CSV page as dicts by its own header (every page repeats the header)."""
+def _iter_cells(body: IO[bytes]) -> Iterator[list[str]]:
+    """Rows of one CSV page as cell lists, its header first, every row as wide as the header.
+
+    Nothing is yielded for an empty body (not even a header).
+    """
     rows = iter_csv_rows(iter(lambda: body.read(_CHUNK), b""))
     header = next(rows, None)
     if header is None:
         return
+    yield header
     width = len(header)
     for row in rows:
         if len(row) != width:
             raise SalesforceError(f"a result row has {len(row)} cells but the header has {width}")
+        yield row
+
+
+def _iter_rows(body: IO[bytes]) -> Iterator[dict[str, str]]:
+    """Rows of one CSV page as dicts by its own header (every page repeats the header)."""
+    rows = _iter_cells(body)
+    header = next(rows, None)
+    if header is None:
+        return
+    for row in rows:
         yield dict(zip(header, row, strict=True))
 
 
@@ -206,6 +223,17 @@ class IngestResults:
     def unprocessed(self) -> Iterator[dict[str, str]]:
         """Rows never processed (job aborted or failed), as uploaded."""
         return self.bulk.iter_ingest_results(self.job.id, "unprocessedrecords")
+
+    def rows(self, which: str) -> Iterator[list[str]]:
+        """One result set as cell lists, its header row first (nothing at all when empty).
+
+        The same rows as :meth:`successful` / :meth:`failed` / :meth:`unprocessed` without a
+        dict per row, for callers that join many rows by column position.
+
+        Args:
+            which: ``successful``, ``failed`` or ``unprocessed``.
+        """
+        return self.bulk.iter_ingest_result_rows(self.job.id, _RESULT_SETS.get(which, which))
 
     def by_key(self, key: str) -> dict[str, tuple[str, dict[str, str]]]:
         """Map each key column value to ``(outcome, row)``, outcome being ``success``,
@@ -531,7 +559,17 @@ class Bulk2(JobPolling):
     def iter_ingest_results(self, job_id: str, which: str) -> Iterator[dict[str, str]]:
         """Stream one result set: ``successfulResults``, ``failedResults`` or
         ``unprocessedrecords``."""
-        if which not in ("successfulResults", "failedResults", "unprocessedrecords"):
+        rows = self.iter_ingest_result_rows(job_id, which)
+        header = next(rows, None)
+        if header is None:
+            return
+        for row in rows:
+            yield dict(zip(header, row, strict=True))
+
+    def iter_ingest_result_rows(self, job_id: str, which: str) -> Iterator[list[str]]:
+        """Stream one result set as cell lists, its header row first (see
+        :meth:`iter_ingest_results`); every row is checked to be as wide as the header."""
+        if which not in _RESULT_SETS.values():
             raise ValueError(f"unknown result set {which!r}")
         with self.client.download(
             "GET",
@@ -540,7 +578,7 @@ class Bulk2(JobPolling):
             headers={"Accept": "text/csv"},
             job_id=job_id,
         ) as page:
-            yield from _iter_rows(page.body)
+            yield from _iter_cells(page.body)
 
     def ingest(
         self,

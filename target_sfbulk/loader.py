@@ -378,9 +378,8 @@ class Loader:
             if job.state != "JobComplete":
                 failed_job = f"job {job.state}: {job.error_message or 'no message'}"
                 joiner.unprocessed_reason = failed_job
-            joiner.add_records("successful", results.successful())
-            joiner.add_records("failed", results.failed())
-            joiner.add_records("unprocessed", results.unprocessed())
+            for kind in ("successful", "failed", "unprocessed"):
+                joiner.add_page(kind, results.rows(kind))
         outcomes = joiner.finish(unprocessed_message=failed_job)
         return dict(zip(payload.keys, outcomes, strict=True))
 
