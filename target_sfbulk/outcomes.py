@@ -97,6 +97,10 @@ def _bool(cell: str) -> bool:
     return cell.strip().lower() == "true"
 
 
+#: ``sf__Created`` cells as Salesforce writes them (others go through :func:`_bool`).
+_CREATED = {"true": True, "false": False}
+
+
 def outcome_from_bulk1(row: Mapping[str, Any], job_id: str | None,
                        batch_id: str | None) -> Outcome:
     """One Bulk 1.0 ingest result (CSV ``Id,Success,Created,Error`` or JSON/XML fields)."""
@@ -423,31 +427,59 @@ class ResultJoiner:
         taken = 0
         outcomes = self.outcomes
         job_id = self.job_id
+        keyed = self._keyed
+        pending = self._pending
+        sent = self._typed_cells
+        key_normal = self._key_normal if keyed else _identity
+        take_content = self._take_content
+        new = tuple.__new__
+        success = kind == "successful"
+        failed = kind == "failed"
+        unprocessed = new(Outcome, (UNPROCESSED, None, None, "UNPROCESSED",
+                                    self.unprocessed_reason, (), job_id, None))
         for row in rows:
             if len(row) < need:
                 row = [*row, *[""] * (need - len(row))]
-            if self._keyed:
-                queue = self._pending.get(self._key_normal(row[key_at]))
+            if keyed:
+                queue = pending.get(key_normal(row[key_at]))
                 position = queue.popleft() if queue else None
             else:
-                position = self._take_content(plain_of(row), typed_of(row))
+                plain = plain_of(row)
+                typed = typed_of(row)
+                entry = pending.get(plain)
+                # The common case inline: one pending row with these text cells, typed cells
+                # echoed as sent; anything else is settled by _take_content.
+                if entry.__class__ is int and sent[entry] == typed:
+                    del pending[plain]
+                    position = entry
+                else:
+                    position = take_content(plain, typed)
             if position is None:
                 sent_order = [row[i] for i in positions]
                 raise ResultJoinError(
                     f"a {kind} result row matches no uploaded row (or more results than rows "
                     f"share its values): {_preview(sent_order)}", job_id=job_id)
-            record_id = (row[id_at] if id_at is not None else "") or None
-            if kind == "successful":
-                created = _bool(row[created_at]) if created_at is not None else None
-                outcome = Outcome(SUCCESS, record_id, created, job_id=job_id)
-            elif kind == "failed":
+            # Outcomes are built with tuple.__new__ (all eight fields, in order): one is made
+            # per record, and the named tuple's keyword constructor costs several times more.
+            if success:
+                record_id = (row[id_at] if id_at is not None else "") or None
+                if created_at is None:
+                    created = None
+                else:
+                    cell = row[created_at]
+                    created = _CREATED.get(cell)
+                    if created is None:
+                        created = _bool(cell)
+                outcomes[position] = new(Outcome, (SUCCESS, record_id, created, None, None, (),
+                                                   job_id, None))
+            elif failed:
+                record_id = (row[id_at] if id_at is not None else "") or None
                 code, message, fields = parse_error_cell(row[error_at] if error_at is not None
                                                          else "")
-                outcome = Outcome(FAILED, record_id, None, code, message, fields, job_id)
+                outcomes[position] = new(Outcome, (FAILED, record_id, None, code, message,
+                                                   fields, job_id, None))
             else:
-                outcome = Outcome(UNPROCESSED, None, None, "UNPROCESSED",
-                                  self.unprocessed_reason, job_id=job_id)
-            outcomes[position] = outcome
+                outcomes[position] = unprocessed
             taken += 1
         return taken
 
