@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sfbulk.emulator.app import EmulatorSettings, EmulatorState
-from sfbulk.emulator.server import run_in_thread
+from sfbulk.emulator.server import run_in_thread, tune_gc
 
 logger = logging.getLogger("sfbulk.emulator")
 
@@ -296,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
 
+    tune_gc(freeze=True)  # the org and every module are loaded: keep them out of collections
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
