@@ -311,12 +311,13 @@ class ResultJoiner:
         else:
             plain_of = _getter(self._plain)
             typed_of = _getter(self._typed)
-            typed_cells = self._typed_cells
-            for position, row in enumerate(rows):
-                if len(row) < width:
-                    row = [*row, *[""] * (width - len(row))]
-                key = plain_of(row)
-                typed_cells.append(typed_of(row))
+            sent = list(rows)
+            if sent and min(map(len, sent)) < width:  # short rows: missing cells are empty
+                sent = [row if len(row) >= width else [*row, *[""] * (width - len(row))]
+                        for row in sent]
+            # The cells are picked out by map() (C loops); only the indexing runs per row here.
+            self._typed_cells = typed_cells = list(map(typed_of, sent))
+            for position, key in enumerate(map(plain_of, sent)):
                 entry = pending.get(key)
                 if entry is None:
                     pending[key] = position
