@@ -28,6 +28,7 @@ import binascii
 import csv
 import json
 import logging
+import os
 import re
 import tempfile
 import threading
@@ -50,10 +51,11 @@ from sfbulk.emulator.ingest import (
     ParentLocks,
     Utf8Error,
     bad_row_error,
-    decode_utf8,
+    check_utf8,
+    decode_blocks,
     error_cell,
     format_error_cell,
-    iter_csv,
+    iter_csv_blocks,
     lock_error,
     parent_keys,
 )
@@ -86,6 +88,8 @@ LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 
 #: Rows per internal sub-batch: Salesforce splits a 2.0 upload into batches of 10,000 records.
 SUB_BATCH_ROWS = 10_000
+#: Bytes of a spooled upload read at a time while its records are parsed.
+UPLOAD_BLOCK_BYTES = 1 << 20
 #: 150 MB of base64-encoded data per job ("data is converted to base64 when received").
 MAX_UPLOAD_BASE64_BYTES = 150 * 1024 * 1024
 #: A multipart create may carry at most 100,000 characters of CSV.
@@ -656,9 +660,33 @@ def _process_ingest(state: Any, job: Bulk2Job) -> None:
         job.finished.set()
 
 
+def _upload_blocks(job: Bulk2Job) -> Iterator[bytes]:
+    """The spooled upload in blocks of :data:`UPLOAD_BLOCK_BYTES`, read through a descriptor of
+    its own: deleting the job or stopping the emulator closes the spool without cutting a read
+    short, and the spool's file position is not shared."""
+    assert job.upload is not None
+    job.upload.flush()
+    fd = os.dup(job.upload.fileno())
+
+    def blocks() -> Iterator[bytes]:
+        try:
+            offset = 0
+            while block := os.pread(fd, UPLOAD_BLOCK_BYTES, offset):
+                offset += len(block)
+                yield block
+        finally:
+            os.close(fd)
+
+    return blocks()
+
+
 def _upload_rows(job: Bulk2Job, *, lenient: bool = False) -> Iterator[list[str] | BadRow]:
     """The spooled upload's records by the Bulk CSV rules (:mod:`sfbulk.emulator.ingest`) with
     the job's delimiter; a malformed record comes as a :class:`BadRow`.
+
+    The upload is read block by block as the records are taken, so a job holds about one block
+    and one sub-batch in memory, never the whole upload; it is checked to be UTF-8 first, so
+    a job with a bad byte anywhere fails before any row is written.
 
     ``lenient`` decodes bytes that are not UTF-8 as replacement characters, for echoing the
     upload back (unprocessedrecords), never for storing it.
@@ -666,18 +694,13 @@ def _upload_rows(job: Bulk2Job, *, lenient: bool = False) -> Iterator[list[str] 
     Raises:
         _JobFailure: when the upload is not UTF-8 (and not ``lenient``).
     """
-    assert job.upload is not None
-    job.upload.seek(0)
-    data = job.upload.read()
-    if lenient:
-        text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
-    else:
+    if not lenient:
         try:
-            text = decode_utf8(data)
+            check_utf8(_upload_blocks(job))
         except Utf8Error as exc:
             raise _JobFailure(f"InvalidBatch : Failed to read the upload: {exc}") from None
-    del data
-    return iter_csv(text, job.delimiter)
+    text = decode_blocks(_upload_blocks(job), "replace" if lenient else "strict")
+    return iter_csv_blocks(text, job.delimiter)
 
 
 def _echo_line(row: list[str] | BadRow, delimiter: str, newline: str) -> str:

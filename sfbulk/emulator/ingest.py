@@ -23,6 +23,7 @@ time, and its message names that parent, as Salesforce's does.
 
 from __future__ import annotations
 
+import codecs
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -58,6 +59,49 @@ def decode_utf8(data: bytes) -> str:
     except UnicodeDecodeError as exc:
         raise Utf8Error(f"invalid UTF-8 at byte {exc.start}") from None
     return text.removeprefix("\ufeff")
+
+
+def check_utf8(blocks: Iterable[bytes]) -> None:
+    """Refuse data that is not UTF-8 without holding it whole (the blocks of one upload, in order).
+
+    Raises:
+        Utf8Error: at the first byte that is not UTF-8, counted from the start of the data as
+            :func:`decode_utf8` counts it.
+    """
+    offset = 0
+    carry = b""
+    for block in blocks:
+        data = carry + block if carry else block
+        try:
+            consumed = codecs.utf_8_decode(data, "strict", False)[1]
+        except UnicodeDecodeError as exc:
+            raise Utf8Error(f"invalid UTF-8 at byte {offset + exc.start}") from None
+        offset += consumed
+        carry = data[consumed:]
+    if carry:
+        try:
+            codecs.utf_8_decode(carry, "strict", True)
+        except UnicodeDecodeError as exc:
+            raise Utf8Error(f"invalid UTF-8 at byte {offset + exc.start}") from None
+
+
+def decode_blocks(blocks: Iterable[bytes], errors: str = "strict") -> Iterator[str]:
+    """The blocks of one UTF-8 stream as text, a leading byte order mark dropped; a character
+    split between two blocks comes whole with the later one."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors)
+    first = True
+    for block in blocks:
+        text = decoder.decode(block)
+        if first and text:
+            text = text.removeprefix("\ufeff")
+            first = False
+        if text:
+            yield text
+    text = decoder.decode(b"", True)
+    if first and text:
+        text = text.removeprefix("\ufeff")
+    if text:
+        yield text
 
 
 _FIELD_PATTERNS: dict[str, re.Pattern[str]] = {}
@@ -144,6 +188,55 @@ def iter_csv(text: str, delimiter: str = ",") -> Iterator[list[str] | BadRow]:
             yield BadRow(error, _raw_row(text, start, pos))
         elif cells != [""]:
             yield cells
+
+
+def _record_end(block: str, open_quote: bool) -> int:
+    """Position after the last line end of ``block`` that ends a record, or -1.
+
+    A line end ends a record when an even number of quotes came before it since the last
+    record end (``open_quote`` says whether that count is odd where ``block`` starts): a quoted
+    value holds an even number (doubled inner quotes included), and a malformed record is
+    skipped to the first line end with an even count, so :func:`iter_csv` cuts at exactly
+    these places.
+    """
+    end = block.rfind("\n")
+    if end < 0:
+        return -1
+    odd = (block.count('"') - block.count('"', end)) % 2 == 1
+    while open_quote != odd:  # an odd count before this line end: it is inside a value
+        previous = block.rfind("\n", 0, end)
+        if previous < 0:
+            return -1
+        if block.count('"', previous, end) % 2:
+            odd = not odd
+        end = previous
+    return end + 1
+
+
+def iter_csv_blocks(blocks: Iterable[str], delimiter: str = ",") -> Iterator[list[str] | BadRow]:
+    """:func:`iter_csv` over text that arrives in pieces (a spooled upload read block by block):
+    the same records, with only about one block in memory at a time.
+
+    Each piece is cut at its last record end; the rest waits for the next piece. A record that
+    never ends (a quote never closed) waits to the end of the data, where :func:`iter_csv`
+    reports it with everything after it, as it would in one piece.
+    """
+    waiting: list[str] = []
+    open_quote = False
+    for block in blocks:
+        end = _record_end(block, open_quote)
+        if end < 0:
+            waiting.append(block)
+            if block.count('"') % 2:
+                open_quote = not open_quote
+            continue
+        waiting.append(block[:end])
+        yield from iter_csv("".join(waiting), delimiter)
+        rest = block[end:]
+        waiting = [rest] if rest else []
+        open_quote = rest.count('"') % 2 == 1
+    if waiting:
+        yield from iter_csv("".join(waiting), delimiter)
 
 
 def split_csv(text: str, delimiter: str = ",") -> list[list[str] | BadRow]:
