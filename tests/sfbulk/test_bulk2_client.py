@@ -216,6 +216,21 @@ def test_e2e_ingest_with_successful_failed_results(emulator) -> None:
     assert bulk.client.open_jobs.ids() == []
 
 
+def test_e2e_ingest_result_rows_are_cell_lists_header_first(emulator) -> None:
+    bulk = emulator_bulk(emulator)
+    res = bulk.ingest("Account", "insert", b"Name,AccountNumber\nR1,K1\n,K2\n")
+    success = list(res.rows("successful"))
+    assert success[0] == ["sf__Id", "sf__Created", "Name", "AccountNumber"]
+    assert [row[1:] for row in success[1:]] == [["true", "R1", "K1"]]
+    assert success[1][0] == next(res.successful())["sf__Id"]
+    failed = list(res.rows("failed"))
+    assert failed[0] == ["sf__Id", "sf__Error", "Name", "AccountNumber"]
+    assert [(row[0], row[2:]) for row in failed[1:]] == [("", ["", "K2"])]
+    assert failed[1][1].startswith("REQUIRED_FIELD_MISSING:")
+    # Nothing went unprocessed: the set holds the uploaded header and no rows.
+    assert list(res.rows("unprocessed")) == [["Name", "AccountNumber"]]
+
+
 def test_e2e_upsert_update_delete_join_on_keys(emulator) -> None:
     bulk = emulator_bulk(emulator)
     first = bulk.ingest("Account", "insert", b"Name,AccountNumber\nU1,E1\nU2,E2\n").by_key(
