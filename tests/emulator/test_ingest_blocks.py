@@ -85,3 +85,11 @@ def test_bulk2_job_read_in_small_blocks_stores_and_reports_like_one_read(
         "Failed", "InvalidBatch : Failed to read the upload: invalid UTF-8 at byte 16", 0)
     assert client.rest("GET", "query", params={
         "q": "SELECT Id FROM Account WHERE Name = 'BLK-5'"}).json()["totalSize"] == 0
+
+
+def test_bulk2_fast_path_takes_only_sub_batches_of_full_rows() -> None:
+    assert bulk2._all_full_rows([["A", "1"], ["B", "2"]], 2) is True
+    assert bulk2._all_full_rows([["A", "1"], ["B", ""]], 2) is False
+    assert bulk2._all_full_rows([["A", "1"], ["B", "#N/A"]], 2) is False
+    assert bulk2._all_full_rows([["A", "1"], ["B"]], 2) is False
+    assert bulk2._all_full_rows([["A", "1"], BadRow("reason", "B,2")], 2) is False
