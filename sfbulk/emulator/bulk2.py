@@ -808,7 +808,7 @@ def _ingest_rows(
             payload: list[dict[str, Any]] = []
             ok_cells: list[list[str]] = []
             bad_cells: list[list[str]] = []
-            if not delete_like and not check_sizes and _all_full_rows(chunk, width):
+            if not delete_like and _all_full_rows(chunk, width, check_sizes):
                 # The common sub-batch: every row a full record, built without a Python step
                 # per row into what the loop below would build.
                 rows = chunk  # type: ignore[assignment]  # every row a list, checked
@@ -894,14 +894,19 @@ def _ingest_rows(
             job.set_state("JobComplete")
 
 
-def _all_full_rows(chunk: list[list[str] | BadRow], width: int) -> bool:
-    """Whether every record of a sub-batch is a list of ``width`` cells, none empty or ``#N/A``."""
+def _all_full_rows(chunk: list[list[str] | BadRow], width: int, check_sizes: bool) -> bool:
+    """Whether every record of a sub-batch is a list of ``width`` cells, none empty or ``#N/A``,
+    and (``check_sizes``) each adding up to no more than a field may hold, so that
+    :func:`_row_problem` finds nothing in any of them."""
     if set(map(type, chunk)) != {list} or set(map(len, chunk)) != {width}:
         return False
     contains = operator.contains
-    return not any(map(contains, chunk, repeat(""))) and not any(
-        map(contains, chunk, repeat("#N/A"))
-    )
+    if any(map(contains, chunk, repeat(""))) or any(map(contains, chunk, repeat("#N/A"))):
+        return False
+    if not check_sizes:
+        return True
+    within = min(MAX_FIELD_CHARACTERS, MAX_RECORD_CHARACTERS)
+    return max(map(sum, map(map, repeat(len), chunk))) <= within
 
 
 def _wait_for_abort(job: Bulk2Job, pool: Any) -> None:

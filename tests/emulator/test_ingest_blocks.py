@@ -88,8 +88,11 @@ def test_bulk2_job_read_in_small_blocks_stores_and_reports_like_one_read(
 
 
 def test_bulk2_fast_path_takes_only_sub_batches_of_full_rows() -> None:
-    assert bulk2._all_full_rows([["A", "1"], ["B", "2"]], 2) is True
-    assert bulk2._all_full_rows([["A", "1"], ["B", ""]], 2) is False
-    assert bulk2._all_full_rows([["A", "1"], ["B", "#N/A"]], 2) is False
-    assert bulk2._all_full_rows([["A", "1"], ["B"]], 2) is False
-    assert bulk2._all_full_rows([["A", "1"], BadRow("reason", "B,2")], 2) is False
+    assert bulk2._all_full_rows([["A", "1"], ["B", "2"]], 2, True) is True
+    assert bulk2._all_full_rows([["A", "1"], ["B", ""]], 2, False) is False
+    assert bulk2._all_full_rows([["A", "1"], ["B", "#N/A"]], 2, False) is False
+    assert bulk2._all_full_rows([["A", "1"], ["B"]], 2, False) is False
+    assert bulk2._all_full_rows([["A", "1"], BadRow("reason", "B,2")], 2, False) is False
+    long_row = [["A", "1"], ["B", "9" * bulk2.MAX_FIELD_CHARACTERS]]
+    assert bulk2._all_full_rows(long_row, 2, False) is True  # the upload is too small to hold it
+    assert bulk2._all_full_rows(long_row, 2, True) is False
