@@ -63,6 +63,28 @@ _RESULT_SETS = {"successful": "successfulResults", "failed": "failedResults",
                 "unprocessed": "unprocessedrecords"}
 
 
+def _job_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The fields query and ingest job records share, read from a Bulk 2.0 job JSON body."""
+    return {
+        "id": str(data.get("id") or ""),
+        "operation": str(data.get("operation") or ""),
+        "object": str(data.get("object") or ""),
+        "state": str(data.get("state") or ""),
+        "created_by_id": data.get("createdById"),
+        "created_date": data.get("createdDate"),
+        "system_modstamp": data.get("systemModstamp"),
+        "concurrency_mode": data.get("concurrencyMode"),
+        "content_type": data.get("contentType"),
+        "api_version": _api_version(data.get("apiVersion")),
+        "line_ending": data.get("lineEnding"),
+        "column_delimiter": data.get("columnDelimiter"),
+        "number_records_processed": _int(data.get("numberRecordsProcessed")),
+        "retries": _int(data.get("retries")),
+        "total_processing_time": _int(data.get("totalProcessingTime")),
+        "error_message": data.get("errorMessage") or None,
+    }
+
+
 @dataclass(frozen=True)
 class QueryJobInfo:
     """A Bulk 2.0 query job as Salesforce reports it."""
@@ -89,23 +111,8 @@ class QueryJobInfo:
     def from_json(cls, data: dict[str, Any]) -> QueryJobInfo:
         """Build from the job JSON (create, GET or PATCH response)."""
         return cls(
-            id=str(data.get("id") or ""),
-            operation=str(data.get("operation") or ""),
-            object=str(data.get("object") or ""),
-            state=str(data.get("state") or ""),
-            created_by_id=data.get("createdById"),
-            created_date=data.get("createdDate"),
-            system_modstamp=data.get("systemModstamp"),
-            concurrency_mode=data.get("concurrencyMode"),
-            content_type=data.get("contentType"),
-            api_version=_api_version(data.get("apiVersion")),
-            line_ending=data.get("lineEnding"),
-            column_delimiter=data.get("columnDelimiter"),
-            number_records_processed=_int(data.get("numberRecordsProcessed")),
-            retries=_int(data.get("retries")),
-            total_processing_time=_int(data.get("totalProcessingTime")),
+            **_job_fields(data),
             is_pk_chunking_supported=data.get("isPkChunkingSupported"),
-            error_message=data.get("errorMessage") or None,
         )
 
     @property
@@ -144,27 +151,12 @@ class IngestJobInfo:
     def from_json(cls, data: dict[str, Any]) -> IngestJobInfo:
         """Build from the job JSON (create, GET or PATCH response)."""
         return cls(
-            id=str(data.get("id") or ""),
-            operation=str(data.get("operation") or ""),
-            object=str(data.get("object") or ""),
-            state=str(data.get("state") or ""),
+            **_job_fields(data),
             external_id_field=data.get("externalIdFieldName"),
-            created_by_id=data.get("createdById"),
-            created_date=data.get("createdDate"),
-            system_modstamp=data.get("systemModstamp"),
-            concurrency_mode=data.get("concurrencyMode"),
-            content_type=data.get("contentType"),
-            api_version=_api_version(data.get("apiVersion")),
             content_url=data.get("contentUrl"),
-            line_ending=data.get("lineEnding"),
-            column_delimiter=data.get("columnDelimiter"),
-            number_records_processed=_int(data.get("numberRecordsProcessed")),
             number_records_failed=_int(data.get("numberRecordsFailed")),
-            retries=_int(data.get("retries")),
-            total_processing_time=_int(data.get("totalProcessingTime")),
             api_active_processing_time=_int(data.get("apiActiveProcessingTime")),
             apex_processing_time=_int(data.get("apexProcessingTime")),
-            error_message=data.get("errorMessage") or None,
         )
 
     @property
