@@ -111,6 +111,12 @@ def _xml_fields(element: Any) -> dict[str, str | None]:
 # Records
 
 
+def _info_fields(data: bytes | str) -> Mapping[str, Any]:
+    """The fields of a jobInfo or batchInfo body: the JSON object, or the XML element's children."""
+    body = _parse_body(data)
+    return body if isinstance(body, dict) else _xml_fields(body)
+
+
 @dataclass(frozen=True)
 class JobInfo:
     """A Bulk 1.0 job as Salesforce reports it (``jobInfo``)."""
@@ -169,10 +175,7 @@ class JobInfo:
     @classmethod
     def parse(cls, data: bytes | str) -> JobInfo:
         """Parse a ``jobInfo`` body, XML or JSON."""
-        body = _parse_body(data)
-        if isinstance(body, dict):
-            return cls.from_mapping(body)
-        return cls.from_mapping(_xml_fields(body))
+        return cls.from_mapping(_info_fields(data))
 
     @property
     def is_terminal(self) -> bool:
@@ -216,10 +219,7 @@ class BatchInfo:
     @classmethod
     def parse(cls, data: bytes | str) -> BatchInfo:
         """Parse a ``batchInfo`` body, XML or JSON."""
-        body = _parse_body(data)
-        if isinstance(body, dict):
-            return cls.from_mapping(body)
-        return cls.from_mapping(_xml_fields(body))
+        return cls.from_mapping(_info_fields(data))
 
     @classmethod
     def parse_list(cls, data: bytes | str) -> list[BatchInfo]:
