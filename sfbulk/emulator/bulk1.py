@@ -391,21 +391,21 @@ def _dump_json(value: Any, pretty: bool) -> bytes:
 
 def render_job(job: Bulk1Job, as_json: bool, pretty: bool = False) -> bytes:
     """jobInfo as XML (XSD order, real layout) or JSON (alphabetical)."""
-    info = job.info()
-    if as_json:
-        return _dump_json(_json_info(info, batch=False), pretty)
-    return (
-        f'{XML_DECLARATION}<jobInfo\n   xmlns="{NS}">\n{_xml_children(info, " ")}</jobInfo>'
-    ).encode()
+    return _render_info("jobInfo", job.info(), as_json, pretty, batch=False)
 
 
 def render_batch(batch: Bulk1Batch, as_json: bool, pretty: bool = False) -> bytes:
     """batchInfo as XML (``stateMessage`` only when set) or JSON (always with stateMessage)."""
-    info = batch.info()
+    return _render_info("batchInfo", batch.info(), as_json, pretty, batch=True)
+
+
+def _render_info(
+    root: str, info: dict[str, Any], as_json: bool, pretty: bool, *, batch: bool
+) -> bytes:
     if as_json:
-        return _dump_json(_json_info(info, batch=True), pretty)
+        return _dump_json(_json_info(info, batch=batch), pretty)
     return (
-        f'{XML_DECLARATION}<batchInfo\n   xmlns="{NS}">\n{_xml_children(info, " ")}</batchInfo>'
+        f'{XML_DECLARATION}<{root}\n   xmlns="{NS}">\n{_xml_children(info, " ")}</{root}>'
     ).encode()
 
 
