@@ -218,26 +218,28 @@ class Loader:
             for index, row in items:
                 produced.extend(zipper.add(row, index))
             produced.extend(zipper.flush())
-        else:
+        elif api == "2.0" or settings.content_type == "CSV":
+            # The whole group at once: the CSV batcher encodes runs of same-shaped rows together.
             if api == "2.0":
-                batcher: Any = CsvBatcher(mapper.column, tz=settings.tz, max_rows=10**9,
-                                          max_bytes=settings.max_upload_bytes,
-                                          max_chars=settings.max_upload_bytes)
-            elif settings.content_type == "CSV":
+                batcher = CsvBatcher(mapper.column, tz=settings.tz, max_rows=10**9,
+                                     max_bytes=settings.max_upload_bytes,
+                                     max_chars=settings.max_upload_bytes)
+            else:
                 batcher = CsvBatcher(mapper.column, tz=settings.tz,
                                      max_rows=settings.max_batch_rows,
                                      max_bytes=settings.max_batch_bytes,
                                      max_chars=settings.max_batch_bytes)
-            else:
-                batcher = StructuredBatcher(mapper.column, settings.content_type, tz=settings.tz,
-                                            max_rows=settings.max_batch_rows,
-                                            max_bytes=settings.max_batch_bytes)
+            produced = list(batcher.batches(items, keyed=True))
+        else:
+            structured = StructuredBatcher(mapper.column, settings.content_type, tz=settings.tz,
+                                           max_rows=settings.max_batch_rows,
+                                           max_bytes=settings.max_batch_bytes)
             produced = []
             for index, row in items:
-                result = batcher.add(row, index)
+                result = structured.add(row, index)
                 if result is not None:
                     produced.append(result)
-            last = batcher.flush()
+            last = structured.flush()
             if last is not None:
                 produced.append(last)
         for item in produced:
