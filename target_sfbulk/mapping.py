@@ -35,6 +35,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any, Final, Literal
 
@@ -118,6 +119,7 @@ _FULL: Final = _Mark.FULL
 _Plan = tuple[tuple[str, ...], Callable[[Mapping[str, Any]], Sequence[Any]] | None, str | None]
 #: Value classes a plain field stores as they are (no JSON text, no parent reference).
 _PLAIN_VALUES = frozenset({str, int, float, bool, Decimal})
+_values: Callable[[Mapping[str, Any]], Any] = dict.values  # type: ignore[assignment]
 
 
 @dataclass
@@ -366,6 +368,76 @@ class FieldMapper:
             flag = record[deleted_at]
             deleted = flag is not None and flag != ""
         return Prepared(dict(zip(columns, values, strict=True)), deleted)
+
+    def prepare_many(self, records: Sequence[Mapping[str, Any]],
+                     ) -> tuple[list[dict[str, Any] | RecordRejected], list[int]]:
+        """:meth:`prepare` for a whole batch: each record's values (or the
+        :class:`RecordRejected` it raised, in its place) and the positions of the records
+        marked deleted.
+
+        Records sharing their keys are mapped together: when their plan is plain and every
+        value of the group is a scalar to store as it is (one check over all the values), the
+        columns are zipped with each record's values by C loops, and a record whose keys are
+        already its columns is its own row (rows are never written to). Any other group goes
+        record by record through :meth:`prepare`, so the result is always what it gives.
+        """
+        count = len(records)
+        rows: list[dict[str, Any] | RecordRejected] = [None] * count  # type: ignore[list-item]
+        deleted: list[int] = []
+        shapes = list(map(tuple, records))
+        groups: dict[tuple[str, ...], list[int]] | None = None
+        if count and shapes.count(shapes[0]) != count:
+            groups = {}
+            for position, keys in enumerate(shapes):
+                group = groups.get(keys)
+                if group is None:
+                    groups[keys] = [position]
+                else:
+                    group.append(position)
+        for keys, positions in (groups.items() if groups is not None else
+                                ((shapes[0], range(count)),) if count else ()):
+            members = records if groups is None else [records[i] for i in positions]
+            if not self._prepare_group(keys, members, positions, rows, deleted):
+                for position, record in zip(positions, members, strict=True):
+                    try:
+                        prepared = self.prepare(record)
+                    except RecordRejected as exc:
+                        rows[position] = exc
+                        continue
+                    rows[position] = prepared.values
+                    if prepared.deleted:
+                        deleted.append(position)
+        if groups is not None and deleted:
+            deleted.sort()
+        return rows, deleted
+
+    def _prepare_group(self, keys: tuple[str, ...], members: Sequence[Mapping[str, Any]],
+                       positions: Sequence[int], rows: list[Any], deleted: list[int]) -> bool:
+        """Map records sharing ``keys`` at once when their plan allows it (see
+        :meth:`prepare_many`); ``False``, having changed nothing, when it does not."""
+        shape = self._shapes.get(keys)
+        if shape is None:
+            shape = self._shape(keys)
+        if shape is _FULL:
+            return False
+        columns, pick, deleted_at = shape
+        values: list[Sequence[Any]] = list(map(_values, members)) if pick is None else \
+            list(map(pick, members))
+        if not self._plain_values.issuperset(map(type, chain.from_iterable(values))):
+            return False
+        if pick is None and columns == keys:
+            made: Sequence[Any] = members
+        else:
+            made = list(map(dict, map(zip, repeat(columns), values)))
+        if isinstance(positions, range) and positions == range(len(rows)):
+            rows[:] = made
+        else:
+            for position, row in zip(positions, made, strict=True):
+                rows[position] = row
+        if deleted_at is not None:
+            deleted.extend(position for position, record in zip(positions, members, strict=True)
+                           if record[deleted_at] is not None and record[deleted_at] != "")
+        return True
 
     def _shape(self, keys: tuple[str, ...]) -> _Plan | Literal[_Mark.FULL]:
         """The plan for records with these keys, in this order: (columns, how to pick their

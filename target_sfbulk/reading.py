@@ -24,7 +24,16 @@ _decode = decoder.decode
 
 
 class SingerLineReader(SimpleSingerReader):
-    """The SDK's standard reader, parsing with msgspec first (see the module doc)."""
+    """The SDK's standard reader, parsing with msgspec first (see the module doc).
+
+    ``record_takers`` maps a stream to a function that takes its RECORD messages' records
+    directly, skipping the RECORD callback (the target registers one for a stream whose
+    records need nothing else from the SDK, and clears them when streams may change).
+    """
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.record_takers: dict[t.Any, t.Callable[[dict], None]] = {}
 
     def deserialize_json(self, line: str) -> dict:
         """Parse one line: msgspec, or the standard parser for a line msgspec refuses."""
@@ -39,6 +48,8 @@ class SingerLineReader(SimpleSingerReader):
         message (a JSON object with a ``type``): same callbacks, errors and counts."""
         stats: dict[str, int] = defaultdict(int)
         deserialize = self.deserialize_json
+        takers = self.record_takers
+        taken = 0
         for line in file_input or self.default_input:
             self._current_message = line
             try:
@@ -48,10 +59,19 @@ class SingerLineReader(SimpleSingerReader):
             if message.__class__ is not dict or "type" not in message:
                 self.assert_line_requires(message, requires={"type"})
             kind = message["type"]
+            if kind == "RECORD" and takers:
+                take = takers.get(message.get("stream"))
+                record = message.get("record")
+                if take is not None and record.__class__ is dict:
+                    take(record)
+                    taken += 1
+                    continue
             callback = callbacks.get(kind)
             if callback is not None:
                 callback(message)
             else:
                 self._process_unknown_message(message)
             stats[kind] += 1
+        if taken:
+            stats["RECORD"] += taken
         return Counter(**stats)

@@ -23,9 +23,11 @@ is on) by its ``Id``, after the batch's other rows are loaded.
 from __future__ import annotations
 
 import logging
+import time
 import typing as t
 from collections.abc import Mapping, Sequence
 from functools import cached_property
+from itertools import chain
 from typing import Any
 
 from singer_sdk.sinks import BatchSink
@@ -53,6 +55,13 @@ logger = logging.getLogger(__name__)
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 
 _is_text = str.__instancecheck__
+_monotonic = time.monotonic
+
+
+def _held_bytes(records: Sequence[dict]) -> int:
+    """Rough bytes the records hold: their text, and 8 for any other value (C loops)."""
+    text = sum(map(len, filter(_is_text, chain.from_iterable(map(dict.values, records)))))
+    return text + 8 * sum(map(len, records))
 
 #: Singer metadata keys dropped from records (``_sdc_deleted_at`` is kept: it marks deletes).
 _DROPPED_METADATA = frozenset({"_sdc_extracted_at", "_sdc_received_at", "_sdc_batched_at",
@@ -72,6 +81,11 @@ class SalesforceSink(BatchSink):
         super().__init__(target, stream_name, schema, key_properties)
         self._pending_bytes = 0
         self._full_at: int | None = None
+        #: RECORDs taken by :meth:`take` since the last :meth:`catch_up` (see there).
+        self._held: list[dict] = []
+        self._take_step = 1
+        self._take_due = 0.0
+        self._bytes_per_record = 1
         self._warned_versions = False
         self.object_name = stream_name
         self.references: set[str] = set()
@@ -99,7 +113,7 @@ class SalesforceSink(BatchSink):
 
     def takes_plain_records(self) -> bool:
         """Whether RECORD messages of this stream need nothing from the SDK before
-        :meth:`process_record` but dropping metadata (see ``TargetSfBulk._process_plain_record``):
+        :meth:`process_record` but dropping metadata (see :meth:`take`):
         no validation, no date parsing, no metadata columns added, no ``preprocess_record``."""
         cls = type(self)
         return (self._validator is None and not self.include_sdc_metadata_properties
@@ -193,32 +207,107 @@ class SalesforceSink(BatchSink):
     # -- records -----------------------------------------------------------------------------------
 
     def process_record(self, record: dict, context: dict) -> None:
-        """Map the record now; keep it with its row until the batch drains."""
+        """Keep the record until the batch drains; the whole batch is mapped then."""
         # Counted without the tally's lock: only this sink's own thread touches its counts.
         self._tally.received += 1
-        prepared = self._prepare(record)
-        if prepared is None:
-            return
         rows = context.get("rows")
         if rows is None:
             rows = context["rows"] = []
-        rows.append((record, prepared))
-        values = prepared.values
-        # Rough bytes held: the text, and 8 for any other value.
-        self._pending_bytes += sum(map(len, filter(_is_text, values.values()))) + 8 * len(values)
+        rows.append(record)
+        self._pending_bytes += _held_bytes((record,))
 
-    def _prepare(self, record: Mapping[str, Any]) -> Prepared | None:
-        try:
-            prepared = self.mapper.prepare(record)
-            if prepared.deleted and self.operation not in DELETE_OPERATIONS:
-                prepared = self._as_delete(record)
-        except RecordRejected as exc:
-            self._sf_target.tally.record(
-                self.stream_name, self.object_name, self.operation,
-                Outcome(REJECTED, code=exc.code, message=exc.reason,
-                        fields=(exc.field,) if exc.field else ()), record)
-            return None
-        return prepared
+    def take(self, record: dict) -> None:
+        """Take one RECORD of a stream that needs nothing from the SDK per record (see
+        ``TargetSfBulk._plain_sink``), with the least work per record.
+
+        The record is held; every ``_take_step`` records, or once a second, :meth:`catch_up`
+        does for all of them at once what the SDK does per record (batch context, counts, the
+        record metric), then the sink drains if full and the record-age check runs. The step
+        never passes the row that fills the batch, so ``batch_size_rows`` holds exactly, and
+        it shrinks for wide records so pending bytes stay bounded. Anything that reads a
+        sink's state first catches it up (``TargetSfBulk.settle``).
+        """
+        if not _DROPPED_METADATA.isdisjoint(record):
+            self._remove_sdc_metadata_from_record(record)
+        if self.key_properties:
+            self._singer_validate_message(record)
+        held = self._held
+        held.append(record)
+        if len(held) >= self._take_step or _monotonic() >= self._take_due:
+            self._after_taking()
+
+    def _after_taking(self) -> None:
+        """:meth:`take`'s periodic step: catch up, drain when full, check record age."""
+        self.catch_up()
+        target = self._sf_target
+        if self.is_full:
+            target.logger.info("Target sink for '%s' is full. Current size is '%s'. "
+                               "Draining...", self.stream_name, self.current_size)
+            target.drain_one(self)
+            target.check_failures()
+        target._handle_max_record_age()
+        # Next step: before the row that fills the batch, within about a MB of pending bytes,
+        # after at most 1,000 records, or in a second.
+        full_at = self._full_at if self._full_at is not None else self.max_size
+        self._take_step = max(1, min(1000, full_at - self.current_size,
+                                     (1 << 20) // self._bytes_per_record))
+        self._take_due = _monotonic() + 1.0
+
+    def catch_up(self) -> None:
+        """Account for the records :meth:`take` holds: into the batch, counted, measured."""
+        held = self._held
+        count = len(held)
+        if not count:
+            return
+        context = self._get_context(held[0])
+        rows = context.get("rows")
+        if rows is None:
+            context["rows"] = rows = []
+        rows.extend(held)
+        self._held = []
+        self._tally.received += count
+        self.tally_record_read(count)
+        self.record_counter_metric.increment(count)
+        added = _held_bytes(held)
+        self._pending_bytes += added
+        self._bytes_per_record = max(added // count, 1)
+        if self.logger.isEnabledFor(logging.DEBUG):
+            for _ in range(count):
+                self._after_process_record(context)
+
+    def _prepare_all(self, records: list[dict],
+                     ) -> tuple[list[dict], list[Mapping[str, Any]], set[int]]:
+        """Map a batch's records (:meth:`FieldMapper.prepare_many`): the records that can be
+        loaded, their rows, and the positions (among them) of source deletes. A record that
+        cannot be mapped fails alone, here, and is left out."""
+        values, deleted = self.mapper.prepare_many(records)
+        if not deleted and RecordRejected not in set(map(type, values)):
+            return records, values, set()  # type: ignore[return-value]
+        marked = set(deleted)
+        kept: list[dict] = []
+        rows: list[Mapping[str, Any]] = []
+        deletes: set[int] = set()
+        for position, (record, row) in enumerate(zip(records, values, strict=True)):
+            if isinstance(row, RecordRejected):
+                self._reject(record, row)
+                continue
+            if position in marked:
+                if self.operation not in DELETE_OPERATIONS:
+                    try:
+                        row = self._as_delete(record).values
+                    except RecordRejected as exc:
+                        self._reject(record, exc)
+                        continue
+                deletes.add(len(rows))
+            kept.append(record)
+            rows.append(row)
+        return kept, rows, deletes
+
+    def _reject(self, record: Mapping[str, Any], exc: RecordRejected) -> None:
+        self._sf_target.tally.record(
+            self.stream_name, self.object_name, self.operation,
+            Outcome(REJECTED, code=exc.code, message=exc.reason,
+                    fields=(exc.field,) if exc.field else ()), record)
 
     def _as_delete(self, record: Mapping[str, Any]) -> Prepared:
         """A source delete (``_sdc_deleted_at``) in a stream that otherwise writes: its Id."""
@@ -233,33 +322,35 @@ class SalesforceSink(BatchSink):
         """Load the batch and wait for every record's outcome before returning."""
         target = self._sf_target
         target.drain_parents(self)
-        rows: list[tuple[Mapping[str, Any], Prepared]] = context.get("rows") or []
-        if "records" in context:  # a BATCH message: records arrive here unmapped
+        records: list[dict] = context.get("rows") or []
+        if "records" in context:  # a BATCH message's records
             target.tally.received(self.stream_name, len(context["records"]))
             for record in context["records"]:
                 if self.include_sdc_metadata_properties is False:
                     self._remove_sdc_metadata_from_record(record)
-                prepared = self._prepare(record)
-                if prepared is not None:
-                    rows.append((record, prepared))
+            records = [*records, *context["records"]]
         self._pending_bytes = 0
+        records, rows, deletes = self._prepare_all(records)
         if not rows:
             return
         groups: dict[str, list[int]] = {}
-        if self.operation in DELETE_OPERATIONS or not any(p.deleted for _, p in rows):
+        if self.operation in DELETE_OPERATIONS or not deletes:
             groups[self.operation] = list(range(len(rows)))  # the usual case: one operation
         else:
-            for index, (_, prepared) in enumerate(rows):
-                operation = self.delete_operation if prepared.deleted else self.operation
+            for index in range(len(rows)):
+                operation = self.delete_operation if index in deletes else self.operation
                 groups.setdefault(operation, []).append(index)
         # Writes first, then source deletes: a record written and deleted in one batch ends deleted.
         for operation in sorted(groups, key=lambda op: op in DELETE_OPERATIONS):
             indexes = groups[operation]
+            whole = len(indexes) == len(rows)
             external_id = self.external_id_field if operation == "upsert" else None
             outcomes, report = self.loader.load(
-                self.mapper, operation, [rows[i][1].values for i in indexes], external_id)
+                self.mapper, operation, rows if whole else [rows[i] for i in indexes],
+                external_id)
             ok = target.tally.record_many(self.stream_name, self.object_name, operation,
-                                          outcomes, [rows[i][0] for i in indexes])
+                                          outcomes,
+                                          records if whole else [records[i] for i in indexes])
             if report.collapsed:
                 target.tally.collapsed(self.stream_name, report.collapsed)
                 self.tally_duplicate_merged(report.collapsed)

@@ -19,7 +19,6 @@ SDK's defaults do not fit a remote, asynchronous destination:
 from __future__ import annotations
 
 import gc
-import logging
 import sys
 import threading
 import typing as t
@@ -305,6 +304,10 @@ class TargetSfBulk(Target):
 
     def _drain_all(self, sink_list: Iterable[Sink], parallelism: int) -> None:
         """Drain in waves, parents first; sinks of one wave in parallel."""
+        sink_list = list(sink_list)
+        for sink in sink_list:
+            if isinstance(sink, SalesforceSink):
+                sink.catch_up()
         sinks = [sink for sink in sink_list if sink.current_size]
         if not sinks:
             return
@@ -329,9 +332,12 @@ class TargetSfBulk(Target):
         Called when one sink drains alone (it filled up, or a BATCH message arrived), so a child
         never reaches Salesforce before parents that came earlier in the input.
         """
-        parents = [sink for sink in self._sinks_active.values()
-                   if sink is not child and isinstance(sink, SalesforceSink)
-                   and sink.current_size and sink.object_name.lower() in
+        others = [sink for sink in self._sinks_active.values()
+                  if sink is not child and isinstance(sink, SalesforceSink)]
+        for sink in others:
+            sink.catch_up()
+        parents = [sink for sink in others
+                   if sink.current_size and sink.object_name.lower() in
                    {name.lower() for name in child.references}
                    and sink.object_name.lower() != child.object_name.lower()]
         for parent in parents:
@@ -350,6 +356,11 @@ class TargetSfBulk(Target):
             self.drain_all()
             self._finish(raise_on_failures=True)
 
+    def check_failures(self) -> None:
+        """Stop the run once more records failed than ``max_failed_records`` allows."""
+        if self.tally.not_loaded_count > self._max_failed:
+            self._check_failures()
+
     def _process_record_message(self, message_dict: dict) -> None:
         stream = message_dict.get("stream")
         # Raw JSON: only a dict takes the plain path (checked by class, the fastest test).
@@ -357,15 +368,18 @@ class TargetSfBulk(Target):
         sink = self._plain_sink(stream) if record.__class__ is dict else None
         if sink is None:
             super()._process_record_message(message_dict)
+            self.check_failures()
         else:
-            self._process_plain_record(sink, record)
-        if self.tally.not_loaded_count > self._max_failed:
-            self._check_failures()
+            # From now on the reader hands this stream's records to the sink directly, until
+            # the next SCHEMA, BATCH or ACTIVATE_VERSION message (see SingerLineReader).
+            self.message_reader.record_takers[stream] = sink.take  # type: ignore[attr-defined]
+            sink.take(record)
 
     def _plain_sink(self, stream: t.Any) -> SalesforceSink | None:
         """The stream's sink when its records need none of the SDK's per-record machinery:
         no stream map but the identity one, no flattening, no validation or date parsing, no
-        metadata columns added. Decided once per stream map and sink (a SCHEMA replaces both)."""
+        metadata columns added (:meth:`SalesforceSink.take` does what is left). Decided once
+        per stream map and sink (a SCHEMA replaces both)."""
         maps = self.mapper.stream_maps.get(stream)
         sink = self._sinks_active.get(stream)
         known = self._plain_sinks.get(stream)
@@ -379,33 +393,29 @@ class TargetSfBulk(Target):
         self._plain_sinks[stream] = (maps, sink, plain)
         return plain
 
-    def _process_plain_record(self, sink: SalesforceSink, record: dict) -> None:
-        """The SDK's handling of one RECORD, for a stream :meth:`_plain_sink` vouches for.
+    def settle(self, *, forget_takers: bool = False) -> None:
+        """Catch up every sink on the records it holds (:meth:`SalesforceSink.take`), before
+        anything reads a sink's state; ``forget_takers`` when streams or sinks may change."""
+        if forget_takers:
+            self.message_reader.record_takers.clear()  # type: ignore[attr-defined]
+        for sink in list(self._sinks_active.values()):
+            if isinstance(sink, SalesforceSink):
+                sink.catch_up()
 
-        Every step of ``Target._process_record_message`` that does anything for such a stream is
-        kept, in the same order: the batch context, dropping Singer metadata, the key-property
-        check, the SDK's record counts and metric, ``process_record``, draining a full sink and
-        the record-age check. Left out are what is known to do nothing here: the identity map
-        and its copy of the record, validation and date parsing (both off), the identity
-        ``preprocess_record``, and a debug line unless debug logging is on. This is what keeps
-        the SDK's own cost per record below the JSON parsing's.
-        """
-        context = sink._get_context(record)
-        sink._remove_sdc_metadata_from_record(record)
-        if sink.key_properties:
-            sink._singer_validate_message(record)
-        sink.tally_record_read()
-        sink.process_record(record, context)
-        sink.record_counter_metric.increment()
-        if sink.logger.isEnabledFor(logging.DEBUG):
-            sink._after_process_record(context)
-        if sink.is_full:
-            self.logger.info("Target sink for '%s' is full. Current size is '%s'. Draining...",
-                             sink.stream_name, sink.current_size)
-            self.drain_one(sink)
-        self._handle_max_record_age()
+    def _process_schema_message(self, message_dict: dict) -> None:
+        self.settle(forget_takers=True)
+        super()._process_schema_message(message_dict)
+
+    def _process_state_message(self, message_dict: dict) -> None:
+        self.settle()
+        super()._process_state_message(message_dict)
+
+    def _process_activate_version_message(self, message_dict: dict) -> None:
+        self.settle(forget_takers=True)
+        super()._process_activate_version_message(message_dict)
 
     def _process_batch_message(self, message_dict: dict) -> None:
+        self.settle(forget_takers=True)
         super()._process_batch_message(message_dict)
         self._check_failures()
 

@@ -244,3 +244,45 @@ def test_repeated_record_shapes_map_as_the_full_rules_do(contact, account, null_
     nulls = mapper.prepare({"LastName": "Ng", "Score__c": None, "_sdc_extracted_at": "x"})
     assert nulls.values == ({"LastName": "Ng"} if null_handling == "ignore"
                             else {"LastName": "Ng", "Score__c": None})
+
+
+@pytest.mark.parametrize("null_handling", ["clear", "ignore"])
+def test_a_batch_maps_as_record_by_record(contact, account, null_handling):
+    # prepare_many maps groups of records sharing their keys at once; each record must come out
+    # as prepare gives it (values, deleted flag, or the same refusal), in input order.
+    mapper = _mapper(contact, account, unknown_fields="reject", null_handling=null_handling)
+    same = [{"LastName": f"N{i}", "Score__c": i * 1.5, "Active__c": i % 2 == 0}
+            for i in range(5)]
+    records = [
+        *same,
+        {"lastname": "lower", "Score__c": 2, "_sdc_extracted_at": "x"},
+        {"lastname": "lower", "Score__c": None, "_sdc_extracted_at": "x"},
+        {"LastName": "Del", "_sdc_deleted_at": "2024-01-01T00:00:00Z"},
+        {"LastName": "Kept", "_sdc_deleted_at": ""},
+        {"LastName": "Kept", "_sdc_deleted_at": None},
+        {"LastName": "X", "Account": {"External_Id__c": "A1"}},
+        {"LastName": "X", "Notes__c": {"nested": [1, 2]}},
+        {"LastName": "X", "Nope__c": 1},
+        {"LastName": "A", "lastname": "B"},
+        *same[:2],
+        {"lastname": "lower", "Score__c": [1], "_sdc_extracted_at": "x"},
+    ]
+    values, deleted = mapper.prepare_many([dict(r) for r in records])
+    assert len(values) == len(records)
+    expected_deleted = []
+    for position, (record, got) in enumerate(zip(records, values, strict=True)):
+        try:
+            prepared = mapper.prepare(dict(record))
+        except RecordRejected as exc:
+            assert isinstance(got, RecordRejected), record
+            assert (got.reason, got.field, got.code) == (exc.reason, exc.field, exc.code)
+            continue
+        assert got == prepared.values, record
+        if prepared.deleted:
+            expected_deleted.append(position)
+    assert deleted == expected_deleted == [7]
+    # Keys that are already the columns: the record is its own row (no copy is made).
+    batch = [dict(r) for r in same]
+    rows, _ = mapper.prepare_many(batch)
+    assert all(row is record for row, record in zip(rows, batch, strict=True))
+    assert mapper.prepare_many([]) == ([], [])

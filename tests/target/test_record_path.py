@@ -66,3 +66,32 @@ def test_missing_key_property_stops_the_run_as_in_the_sdk(emulator):
     with pytest.raises(MissingKeyPropertiesError, match="missing one or more key_properties"):
         run(config(emulator), [schema("Account", PROPS, ["Name"]),
                                record("Account", {"NumberOfEmployees": 3})])
+
+
+def test_taken_records_fill_batches_exactly_and_state_follows_their_outcomes(emulator, caplog):
+    # Records of a plain stream are held and accounted in steps; batch_size_rows must still cut
+    # batches at exactly its row count, and STATE must wait for every record before it.
+    caplog.set_level("INFO")
+    messages = [schema("Account", PROPS)]
+    messages += [record("Account", {"Name": f"R{i}", "NumberOfEmployees": i}) for i in range(7)]
+    messages += [state({"n": 7}), record("Account", {"Name": "late", "NumberOfEmployees": 8})]
+    states, target = run(config(emulator, batch_size_rows=3), messages)
+    assert states == [{"n": 7}]
+    sizes = sorted(job.processed for job in jobs(emulator))
+    assert sizes == [2, 3, 3]  # 3 + 3, then R6 and "late" drained together at the end
+    assert len(rows(emulator, "SELECT Name FROM Account")) == 8
+    sink = target._sinks_active["Account"]
+    assert sink._total_records_read == 8 and sink._held == []
+    assert target.tally.streams()["Account"].received == 8
+    assert "8 records" in caplog.text
+
+
+def test_wide_records_are_accounted_in_small_steps(emulator):
+    # About 200 kB of text per record: the step shrinks so pending bytes are checked often.
+    messages = [schema("Account", {"Name": {"type": "string"}, "Description": {"type": "string"}})]
+    messages += [record("Account", {"Name": f"W{i}", "Description": "x" * 30_000})
+                 for i in range(12)]
+    _, target = run(config(emulator), messages)
+    sink = target._sinks_active["Account"]
+    assert sink._take_step <= (1 << 20) // 30_000
+    assert len(rows(emulator, "SELECT Name FROM Account")) == 12
