@@ -39,9 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import jwt
 import requests
-from cryptography.hazmat.primitives import serialization
 
 from sfbulk.errors import AuthenticationError, ConfigError, SalesforceError
 from sfbulk.http import (
@@ -152,6 +150,9 @@ def check_login_url(url: str, setting: str = "login_url") -> str:
 
 def _load_private_key(pem: bytes, password: str | None, setting: str) -> Any:
     try:
+        # Imported here: only the JWT flow needs them, and they take a fifth of a second to load.
+        from cryptography.hazmat.primitives import serialization
+
         return serialization.load_pem_private_key(
             pem, password=password.encode("utf-8") if password else None
         )
@@ -450,6 +451,8 @@ class SalesforceAuth:
                 "aud": self.jwt_audience,
                 "exp": now + JWT_LIFETIME_SECONDS,
             }
+            import jwt  # only the JWT flow needs it (see _load_private_key)
+
             assertion = jwt.encode(claims, self._private_key, algorithm="RS256")
             form = {"grant_type": JWT_GRANT, "assertion": assertion}
         elif self.grant == "client_credentials":
