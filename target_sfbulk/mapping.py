@@ -558,6 +558,26 @@ class FieldMapper:
         values[column] = value
         sources[column] = key
 
+    def self_links(self) -> list[tuple[str, str]]:
+        """Relationship columns seen so far that name a parent of the object's own type by one
+        of its fields: ``(column, key column)``, e.g. ``("Parent.External_Id__c",
+        "External_Id__c")`` on Account (see :func:`target_sfbulk.ordering.generations`)."""
+        links = []
+        for name in self._columns:
+            if "." not in name:
+                continue
+            prefix, _, path = name.rpartition(":")
+            relationship, _, key = path.partition(".")
+            reference = self._relationship(relationship)
+            own = self.object.lower()
+            if reference is None or (prefix and prefix.lower() != own) or own not in {
+                    target.lower() for target in reference.get("referenceTo") or ()}:
+                continue
+            described = find_field(self.describe, key)
+            if described is not None and described["name"] != "Id":
+                links.append((name, described["name"]))
+        return links
+
     # -- keys ------------------------------------------------------------------------------------
 
     def key_column(self) -> str | None:

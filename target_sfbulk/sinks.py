@@ -41,6 +41,7 @@ from target_sfbulk.mapping import (
     RecordRejected,
     choose_external_id,
 )
+from target_sfbulk.ordering import generations
 from target_sfbulk.outcomes import REJECTED, Outcome
 
 if t.TYPE_CHECKING:
@@ -340,9 +341,22 @@ class SalesforceSink(BatchSink):
             for index in range(len(rows)):
                 operation = self.delete_operation if index in deletes else self.operation
                 groups.setdefault(operation, []).append(index)
-        # Writes first, then source deletes: a record written and deleted in one batch ends deleted.
+        # Writes first, then source deletes: a record written and deleted in one batch ends
+        # deleted. Writes naming a parent among the batch's own rows wait for that parent.
+        steps: list[tuple[str, list[int]]] = []
         for operation in sorted(groups, key=lambda op: op in DELETE_OPERATIONS):
             indexes = groups[operation]
+            links = self.mapper.self_links() if operation not in DELETE_OPERATIONS else []
+            if not links:
+                steps.append((operation, indexes))
+                continue
+            levels = generations([rows[i] for i in indexes], links, self.mapper.key_normaliser)
+            if len(levels) > 1:
+                self.logger.info("Stream %s → %s: %d generation(s) of records whose parent is "
+                                 "in the same batch, loaded parents first", self.stream_name,
+                                 self.object_name, len(levels))
+            steps.extend((operation, [indexes[i] for i in level]) for level in levels)
+        for operation, indexes in steps:
             whole = len(indexes) == len(rows)
             external_id = self.external_id_field if operation == "upsert" else None
             outcomes, report = self.loader.load(
