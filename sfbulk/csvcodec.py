@@ -46,9 +46,11 @@ import itertools
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import partial
+from operator import is_not, itemgetter
 from typing import Any, Final
 
 from sfbulk.schema import value_kind
@@ -543,7 +545,8 @@ def _enc_bool(value: Any) -> str:
             return text
         raise ValueError(f"{_describe_value(value)} is not one of true/false/1/0/yes/no")
     number = _as_decimal(value)
-    if number is not None and number in (0, 1):
+    # A signalling NaN cannot even be compared: it is simply not a boolean.
+    if number is not None and number.is_finite() and number in (0, 1):
         return "true" if number == 1 else "false"
     raise ValueError(f"{_describe_value(value)} is not a boolean")
 
@@ -908,10 +911,156 @@ class _OpenBatch:
 @dataclass(frozen=True)
 class _Shape:
     """A record shape (its keys, in order) whose every key is a distinct column: such records
-    are encoded cell by cell without resolving, flattening or duplicate checks."""
+    are encoded cell by cell without resolving, flattening or duplicate checks, and a run of
+    them column by column (``plans``: each column's :data:`_Plan`)."""
 
     names: tuple[str, ...]
     encoders: tuple[Callable[[Any], str], ...]
+    plans: tuple[_Plan, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing: a whole column of one run of same-shaped records at once
+# --------------------------------------------------------------------------------------------------
+
+#: How a column's cells can be made for a whole run: ``(kind, low, high)``, where kind is
+#: ``"text"``, ``"bool"``, ``"int"`` (``low``/``high`` its range), ``"number"`` or ``"any"`` (only
+#: the field's own encoder, value by value).
+_Plan = tuple[str, int, int]
+_ANY_PLAN: _Plan = ("any", 0, 0)
+_NoneType = type(None)
+_TEXT_TYPES = frozenset({str, _NoneType})
+_BOOL_TYPES = frozenset({bool, _NoneType})
+_INT_TYPES = frozenset({int, _NoneType})
+_DECIMAL_TYPES = frozenset({int, Decimal, _NoneType})
+_FLOAT_TYPES = frozenset({float, _NoneType})
+#: ``dict.get(value, value)`` through these turns the values a field sends as null into the
+#: null cell and leaves every other value as it is, in one C loop over a column.
+_TEXT_NULLS: Final[dict[Any, Any]] = {None: NULL_CELL, "": NULL_CELL}
+_NONE_NULL: Final[dict[Any, Any]] = {None: NULL_CELL}
+_BOOL_CELLS_OUT: Final[dict[Any, Any]] = {True: "true", False: "false", None: NULL_CELL}
+_NONE_ZERO: Final[dict[Any, Any]] = {None: Decimal(0)}
+_not_none = partial(is_not, None)
+_to_decimal: Callable[[Any], Decimal] = Decimal
+#: The shortest run worth encoding column by column; shorter ones go record by record.
+_MIN_RUN = 4
+#: How many records :meth:`CsvBatcher.batches` takes from its input at a time.
+_CHUNK = 65_536
+
+
+def _plan_of(field_type: str) -> _Plan:
+    """The run plan of a field type: which value types its encoder passes through or formats
+    in a way a C loop can repeat exactly (see :func:`_raw_encoder`)."""
+    if field_type in _STRING_KINDS_REJECTED:
+        return _ANY_PLAN
+    kind = value_kind(field_type)
+    if kind == "string":
+        return ("text", 0, 0)
+    if kind == "boolean":
+        return ("bool", 0, 0)
+    if kind == "integer":
+        low, high = INT_BOUNDS.get(field_type, INT_BOUNDS["long"])
+        return ("int", low, high)
+    if kind == "number":
+        return ("number", 0, 0)
+    return _ANY_PLAN
+
+
+def _fast_cells(plan: _Plan, values: Sequence[Any]) -> Sequence[Any] | None:
+    """:func:`_column_cells` by C loops alone, or ``None`` when the column's value types (or
+    values) are not ones the plan's loops reproduce exactly."""
+    kind = plan[0]
+    types = set(map(type, values))
+    nulls = _NoneType in types
+    if kind == "text" and types <= _TEXT_TYPES:
+        # encode_text passes a non-empty str through; None and "" are the null cell; the
+        # text "#N/A" and a NUL character are refused.
+        if NULL_CELL in values:
+            return None
+        cells: Sequence[Any] = list(map(_TEXT_NULLS.get, values, values)) \
+            if nulls or "" in values else values
+        return cells if "\0" not in "".join(cells) else None
+    if kind == "bool" and types <= _BOOL_TYPES:
+        return list(map(_BOOL_CELLS_OUT.__getitem__, values))
+    present = list(filter(_not_none, values)) if nulls else values
+    if kind in ("int", "number") and types <= _INT_TYPES:
+        if kind == "int" and present and (min(present) < plan[1] or max(present) > plan[2]):
+            return None
+        texts = list(map(str, values))
+        return list(map(_NONE_NULL.get, values, texts)) if nulls else texts
+    if kind == "number" and types <= _DECIMAL_TYPES:
+        # An int gives str(int), which is the plain form of Decimal(int); a finite Decimal
+        # gives format(value, "f") (_plain_decimal). Finiteness first: a signalling NaN
+        # cannot even be hashed.
+        if not all(map(Decimal.is_finite, map(_to_decimal, present))):
+            return None
+        numbers = map(_to_decimal, map(_NONE_ZERO.get, values, values)) if nulls \
+            else map(_to_decimal, values)
+        texts = list(map(format, numbers, itertools.repeat("f")))
+        return list(map(_NONE_NULL.get, values, texts)) if nulls else texts
+    if kind == "number" and types <= _FLOAT_TYPES:
+        # A finite float gives format(Decimal(repr(value)), "f"), which is repr(value) itself
+        # whenever repr has no exponent (and no "inf"/"nan"): a plain decimal keeps its digits.
+        texts = list(map(repr, values))
+        shown = "".join(map(repr, present))
+        if "e" in shown or "n" in shown:
+            return None
+        return list(map(_NONE_NULL.get, values, texts)) if nulls else texts
+    return None
+
+
+def _column_cells(plan: _Plan, encode: Callable[[Any], str],
+                  values: Sequence[Any]) -> Sequence[Any] | None:
+    """The unquoted cells of one column of a run, exactly as ``encode`` gives them value by
+    value; ``None`` when some value does not encode (the run then goes record by record, so the
+    record is rejected, or its reference flattened, as :meth:`CsvBatcher.add` does).
+
+    Where every value's type is one the plan knows, the cells come from C loops over the whole
+    column (``map`` with built-in functions and ``dict.get``); otherwise ``encode`` is mapped.
+    """
+    try:
+        cells = _fast_cells(plan, values)
+    except Exception:  # any surprise: let the field's own encoder decide, value by value
+        cells = None
+    if cells is not None:
+        return cells
+    try:
+        return list(map(encode, values))
+    except Exception:  # the record-by-record path raises or rejects it in place
+        return None
+
+
+def _quote_column(cells: Sequence[str]) -> Sequence[str]:
+    """Quote the cells of a column that need it (as :func:`quote_cell`), with C loops."""
+    text = "\0".join(cells)
+    if '"' not in text and "," not in text and "\n" not in text and "\r" not in text:
+        return cells
+    if "\0" in "".join(cells):  # cannot happen (no encoder gives a NUL), but stay exact
+        return list(map(quote_cell, cells))
+    every = ('"' + text.replace('"', '""').replace("\0", '"\0"') + '"').split("\0")
+    found = list(map(_NEEDS_QUOTES.search, cells))
+    if None not in found:
+        return every
+    # Pick each cell's quoted or plain form: pair[True] is the quoted one.
+    return list(map(tuple.__getitem__, zip(cells, every, strict=True),
+                    map(bool, found)))
+
+
+def _fitting(prefix: Sequence[int], start: int, count: int, room: int, extra: int) -> int:
+    """How many of the next ``count`` lines from ``start`` fit in ``room``: the largest ``c``
+    with ``prefix[start + c] - prefix[start] + c * extra <= room`` (prefix sums of line sizes,
+    ``extra`` added per line)."""
+    base = prefix[start]
+    if prefix[start + count] - base + count * extra <= room:
+        return count
+    low, high = 0, count  # low fits, high does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if prefix[start + middle] - base + middle * extra <= room:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 _NO_SHAPE = object()
@@ -966,6 +1115,7 @@ class CsvBatcher:
         self.line_ending = line_ending
         self._columns: dict[str, Any] = {}
         self._shapes: dict[tuple[str, ...], Any] = {}
+        self._plans: dict[str, _Plan] = {}
         #: A quoted line no longer than this holds no field or record over its character limit.
         self._plain_chars = min(max_field_chars, max_record_chars)
         self._open = _OpenBatch()
@@ -984,6 +1134,8 @@ class CsvBatcher:
         entry = None if column is None else (
             column.name, quote_cell(column.name), _raw_encoder(column.field_type, self._tz))
         self._columns[key] = entry
+        if column is not None:
+            self._plans[key] = _plan_of(column.field_type)
         return entry
 
     def _encode(self, record: Mapping[str, Any]) -> tuple[list[tuple[str, str, str]], int, int]:
@@ -1089,7 +1241,8 @@ class CsvBatcher:
         if entries and all(entry.__class__ is tuple for entry in entries):
             names = tuple(name for name, _, _ in entries)
             if len(set(names)) == len(names) and len(names) <= self.max_record_fields:
-                shape = _Shape(names, tuple(encode for _, _, encode in entries))
+                shape = _Shape(names, tuple(encode for _, _, encode in entries),
+                               tuple(self._plans.get(key, _ANY_PLAN) for key in keys))
         self._shapes[keys] = shape
         return shape
 
@@ -1177,21 +1330,173 @@ class CsvBatcher:
                 keyed: bool = False) -> Iterator[CsvBatch | RejectedRecord]:
         """Batch a whole stream of records, yielding batches and rejected records as they come.
 
+        The result is exactly what :meth:`add` for each record and a last :meth:`flush` give;
+        but runs of consecutive records with the same keys are encoded column by column (see
+        :meth:`_add_run`), which is several times cheaper for the usual stream of one shape.
+
         Args:
             records: Records, or ``(key, record)`` pairs when ``keyed`` is true.
             keyed: Whether ``records`` holds pairs.
         """
-        for item in records:
-            if keyed:
-                key, record = item  # type: ignore[misc]
-                outcome = self.add(record, key)
+        items = iter(records)
+        while chunk := list(itertools.islice(items, _CHUNK)):
+            if keyed and set(map(len, chunk)) == {2} and set(map(type, chunk)) <= {tuple, list}:
+                keys: list[Any] | None = list(map(itemgetter(0), chunk))
+                rows: list[Any] = list(map(itemgetter(1), chunk))
+            elif keyed:
+                # Not all plain pairs: unpack each as add() callers do, failing where they fail.
+                for item in chunk:
+                    key, record = item
+                    yield from self._add_one(record, key)
+                continue
             else:
-                outcome = self.add(item)  # type: ignore[arg-type]
-            if outcome is not None:
-                yield outcome
+                keys, rows = None, chunk
+            yield from self._add_rows(rows, keys)
         last = self.flush()
         if last is not None:
             yield last
+
+    def _add_one(self, record: Mapping[str, Any],
+                 key: Any) -> Iterator[CsvBatch | RejectedRecord]:
+        outcome = self.add(record, key)
+        if outcome is not None:
+            yield outcome
+
+    def _add_rows(self, rows: list[Any],
+                  keys: list[Any] | None) -> Iterator[CsvBatch | RejectedRecord]:
+        """:meth:`add` each of ``rows`` (with its key; its position when the key is ``None``),
+        runs of the same keys together."""
+        count = len(rows)
+        start = self._position
+        if keys is None:
+            keys = list(range(start, start + count))
+        elif None in keys:
+            keys = [start + n if key is None else key for n, key in enumerate(keys)]
+        if not set(map(type, rows)) <= {dict}:
+            for record, key in zip(rows, keys, strict=True):
+                yield from self._add_one(record, key)
+            return
+        shapes = list(map(tuple, rows))
+        if shapes.count(shapes[0]) == count:
+            bounds = [(0, count)]
+        else:
+            bounds = []
+            first = 0
+            for _, group in itertools.groupby(range(count), shapes.__getitem__):
+                last = first + sum(1 for _ in group)
+                bounds.append((first, last))
+                first = last
+        for first, last in bounds:
+            if last - first < _MIN_RUN:
+                for index in range(first, last):
+                    yield from self._add_one(rows[index], keys[index])
+                continue
+            yield from self._add_run(rows[first:last], keys[first:last])
+
+    def _encode_run(self, shape: _Shape, rows: list[dict[str, Any]],
+                    ) -> tuple[list[Sequence[str]], list[str], list[int], list[int]] | None:
+        """Encode a run of records with ``shape``'s keys column by column.
+
+        Returns:
+            The run's quoted cells by column, each record's own line (its cells joined, as
+            :meth:`_add_plain` makes it before any layout), the prefix sums of the lines'
+            characters and of their UTF-8 bytes; or ``None`` when some value does not encode or
+            some text is not valid UTF-8, for the record-by-record path to reject in place.
+        """
+        columns: list[Sequence[str]] = []
+        for plan, encode, values in zip(shape.plans, shape.encoders,
+                                        zip(*map(dict.values, rows), strict=True), strict=True):
+            cells = _column_cells(plan, encode, values)
+            if cells is None:
+                return None
+            columns.append(_quote_column(cells))
+        lines = list(map(",".join, zip(*columns, strict=True)))
+        chars = list(itertools.accumulate(map(len, lines), initial=0))
+        if all(map(str.isascii, map("".join, columns))):
+            return columns, lines, chars, chars
+        try:
+            sizes = list(itertools.accumulate(map(len, map(str.encode, lines)), initial=0))
+        except UnicodeEncodeError:  # lone surrogates: the full path names the field
+            return None
+        return columns, lines, chars, sizes
+
+    def _add_run(self, rows: list[dict[str, Any]],
+                 keys: list[Any]) -> Iterator[CsvBatch | RejectedRecord]:
+        """Add a run of records that share their keys, exactly as :meth:`add` would one by one.
+
+        The run is encoded at once (:meth:`_encode_run`); then as many records as fit the open
+        batch (rows, characters, bytes, exact prefix sums) are appended with their lines laid
+        out for its header. A record :meth:`_add_plain` would refuse goes through :meth:`add`
+        itself: the first one into a batch lacking the run's columns (the header grows), the one
+        that does not fit (the batch closes, or the record is rejected), a line long enough that
+        a field or record limit might break. A run that does not encode goes record by record.
+        """
+        shape = self._shapes.get(tuple(rows[0]), _NO_SHAPE)
+        if shape is _NO_SHAPE:
+            shape = self._shape(rows[0])
+        encoded = None if shape is None else self._encode_run(shape, rows)
+        if encoded is None:
+            for record, key in zip(rows, keys, strict=True):
+                yield from self._add_one(record, key)
+            return
+        columns, lines, chars, sizes = encoded
+        names = shape.names
+        total = len(rows)
+        plain = self._plain_chars
+        if max(map(int.__sub__, chars[1:], chars)) > plain:
+            long = [n for n, (low, high) in enumerate(itertools.pairwise(chars))
+                    if high - low > plain]
+        else:
+            long = []
+        long.append(total)
+        eol = len(self.line_ending)
+        position = 0
+        next_long = 0
+        while position < total:
+            while long[next_long] < position:
+                next_long += 1
+            stop = long[next_long]
+            if stop == position:
+                yield from self._add_one(rows[position], keys[position])
+                position += 1
+                continue
+            batch = self._open
+            layout = batch.layouts.get(names, _UNSEEN)
+            if layout is _UNSEEN:
+                index = batch.index
+                if any(name not in index for name in names):
+                    yield from self._add_one(rows[position], keys[position])
+                    position += 1
+                    continue
+                positions = tuple(index[name] for name in names)
+                layout = None if positions == tuple(range(len(batch.columns))) else positions
+                batch.layouts[names] = layout
+            width = len(batch.columns)
+            extra = width - len(names) + eol  # the empty cells' commas and the line ending
+            count = min(stop - position, self.max_rows - len(batch.lines))
+            if count > 0:
+                count = _fitting(chars, position, count,
+                                 self.max_chars - batch.header_chars - batch.body_chars, extra)
+            if count > 0:
+                count = _fitting(sizes, position, count,
+                                 self.max_bytes - batch.header_bytes - batch.body_bytes, extra)
+            if count == 0:
+                yield from self._add_one(rows[position], keys[position])
+                position += 1
+                continue
+            end = position + count
+            if layout is None:
+                batch.lines.extend(lines[position:end])
+            else:
+                laid: list[Iterable[str]] = [itertools.repeat("")] * width
+                for place, cells in zip(layout, columns, strict=True):
+                    laid[place] = cells[position:end]
+                batch.lines.extend(map(",".join, zip(*laid, strict=False)))
+            batch.keys.extend(keys[position:end])
+            batch.body_chars += chars[end] - chars[position] + count * extra
+            batch.body_bytes += sizes[end] - sizes[position] + count * extra
+            self._position += count
+            position = end
 
     def _fit(self, batch: _OpenBatch,
              encoded: tuple[list[tuple[str, str, str]], int, int]) -> tuple[int, ...] | None:
