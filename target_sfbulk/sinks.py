@@ -25,7 +25,9 @@ from __future__ import annotations
 import logging
 import time
 import typing as t
+from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from functools import cached_property
 from itertools import chain
 from typing import Any
@@ -87,6 +89,8 @@ class SalesforceSink(BatchSink):
         self._take_step = 1
         self._take_due = 0.0
         self._bytes_per_record = 1
+        #: Background loads of this stream still running: (future, keys they write).
+        self._loads: deque[tuple[Future[None], frozenset[Any]]] = deque()
         self._warned_versions = False
         self.object_name = stream_name
         self.references: set[str] = set()
@@ -320,9 +324,13 @@ class SalesforceSink(BatchSink):
                              f"which {self.delete_operation} needs", "Id", "MISSING_KEY")
 
     def process_batch(self, context: dict) -> None:
-        """Load the batch and wait for every record's outcome before returning."""
+        """Load the batch: its records are mapped here; the load runs here or, when it cannot
+        clash with the stream's loads still running, in the background (see
+        :meth:`_overlaps`). Every record has its outcome once :meth:`wait_loads` returns, and
+        the target waits for it before any STATE."""
         target = self._sf_target
         target.drain_parents(self)
+        self._collect_done_loads()
         records: list[dict] = context.get("rows") or []
         if "records" in context:  # a BATCH message's records
             target.tally.received(self.stream_name, len(context["records"]))
@@ -344,6 +352,7 @@ class SalesforceSink(BatchSink):
         # Writes first, then source deletes: a record written and deleted in one batch ends
         # deleted. Writes naming a parent among the batch's own rows wait for that parent.
         steps: list[tuple[str, list[int]]] = []
+        links: list[tuple[str, str]] = []
         for operation in sorted(groups, key=lambda op: op in DELETE_OPERATIONS):
             indexes = groups[operation]
             links = self.mapper.self_links() if operation not in DELETE_OPERATIONS else []
@@ -356,6 +365,62 @@ class SalesforceSink(BatchSink):
                                  "in the same batch, loaded parents first", self.stream_name,
                                  self.object_name, len(levels))
             steps.extend((operation, [indexes[i] for i in level]) for level in levels)
+        keys = self._overlaps(steps, rows, bool(links))
+        if keys is None:
+            self.wait_loads()
+            self._load(steps, rows, records)
+            return
+        # Room for this load: at most max_parallel_jobs of the stream's loads at once, and
+        # none that writes a record this batch writes.
+        while self._loads and (len(self._loads) >= target.max_parallelism or any(
+                not keys.isdisjoint(running) for _, running in self._loads)):
+            self._loads[0][0].result()
+            self._collect_done_loads()
+        self._loads.append((target.load_pool.submit(self._load, steps, rows, records), keys))
+
+    def _overlaps(self, steps: list[tuple[str, list[int]]], rows: Sequence[Mapping[str, Any]],
+                  self_referencing: bool) -> frozenset[Any] | None:
+        """The keys this batch writes when its load may run beside the stream's other loads
+        (an empty set for inserts, which clash with nothing), or ``None`` when it must run
+        alone: one job at a time (``max_parallel_jobs`` 1, Serial mode), source deletes mixed
+        in, rows naming parents of their own object (a later batch could name a row of this
+        one), or a keyed operation whose rows lack their key."""
+        target = self._sf_target
+        if (target.max_parallelism < 2 or len(steps) != 1 or self_referencing
+                or self.loader.settings.concurrency_mode == "Serial"):
+            return None
+        operation = steps[0][0]
+        if operation == "insert":
+            return frozenset()
+        column = self.external_id_field if operation == "upsert" else "Id"
+        normal = self.mapper.key_normaliser(column)
+        values = [row.get(column) for row in rows] if column else []
+        if not values or None in values or "" in values:
+            return None
+        return frozenset(map(normal, values))
+
+    def _collect_done_loads(self) -> None:
+        """Forget finished background loads, oldest first, raising a load's error here."""
+        loads = self._loads
+        while loads and loads[0][0].done():
+            try:
+                future, _ = loads.popleft()
+            except IndexError:  # another thread forgot it first
+                return
+            future.result()
+
+    def wait_loads(self) -> None:
+        """Wait for every background load of this stream started so far, raising the first
+        error. Safe from any thread: a load leaves the queue only once it is done, so no
+        waiter returns while one it should wait for still runs."""
+        for future, _ in list(self._loads):
+            future.result()
+        self._collect_done_loads()
+
+    def _load(self, steps: list[tuple[str, list[int]]], rows: list[Mapping[str, Any]],
+              records: list[dict]) -> None:
+        """Run a batch's loads, step by step, and count every record's outcome."""
+        target = self._sf_target
         for operation, indexes in steps:
             whole = len(indexes) == len(rows)
             external_id = self.external_id_field if operation == "upsert" else None

@@ -166,7 +166,9 @@ class TargetSfBulk(Target):
                     description="Bulk 1.0 job concurrency; Serial avoids UNABLE_TO_LOCK_ROW on "
                                 "shared parents."),
         th.Property("max_parallel_jobs", th.IntegerType, default=4,
-                    description="Bulk jobs running at once across all streams."),
+                    description="Bulk jobs running at once across all streams; a stream's "
+                                "next batches load beside its running ones when they cannot "
+                                "clash (inserts, or keys no running batch writes)."),
         th.Property("null_handling", th.StringType, default="clear",
                     allowed_values=["clear", "ignore"],
                     description="`clear`: a null sets the field to null (#N/A); `ignore`: a null "
@@ -232,6 +234,10 @@ class TargetSfBulk(Target):
         self.tally = RunTally(self.config.get("failed_records_path"))
         self._stopping = False
         self._max_failed = int(self.config.get("max_failed_records") or 0)
+        #: Where sinks run loads that may overlap the stream's next batch (see
+        #: ``SalesforceSink.process_batch``); a load holds a job slot while its job runs.
+        self.load_pool = ThreadPoolExecutor(max_workers=self.max_parallelism,
+                                            thread_name_prefix="load")
         #: Per stream: (its stream maps, its sink, the sink when records take the plain path).
         self._plain_sinks: dict[t.Any, tuple[t.Any, t.Any, SalesforceSink | None]] = {}
 
@@ -305,12 +311,19 @@ class TargetSfBulk(Target):
     def _drain_all(self, sink_list: Iterable[Sink], parallelism: int) -> None:
         """Drain in waves, parents first; sinks of one wave in parallel."""
         sink_list = list(sink_list)
-        for sink in sink_list:
-            if isinstance(sink, SalesforceSink):
-                sink.catch_up()
+        ours = [sink for sink in sink_list if isinstance(sink, SalesforceSink)]
+        for sink in ours:
+            sink.catch_up()
         sinks = [sink for sink in sink_list if sink.current_size]
-        if not sinks:
-            return
+        try:
+            if sinks:
+                self._drain_waves(sinks, parallelism)
+        finally:
+            # The SDK writes STATE when this returns: every background load must be done.
+            for sink in ours:
+                sink.wait_loads()
+
+    def _drain_waves(self, sinks: list[Sink], parallelism: int) -> None:
         objects: dict[Sink, str] = {
             sink: getattr(sink, "object_name", sink.stream_name) for sink in sinks}
         references: dict[Sink, set[str]] = {
@@ -332,17 +345,17 @@ class TargetSfBulk(Target):
         Called when one sink drains alone (it filled up, or a BATCH message arrived), so a child
         never reaches Salesforce before parents that came earlier in the input.
         """
-        others = [sink for sink in self._sinks_active.values()
-                  if sink is not child and isinstance(sink, SalesforceSink)]
-        for sink in others:
-            sink.catch_up()
-        parents = [sink for sink in others
-                   if sink.current_size and sink.object_name.lower() in
-                   {name.lower() for name in child.references}
+        referenced = {name.lower() for name in child.references}
+        parents = [sink for sink in self._sinks_active.values()
+                   if sink is not child and isinstance(sink, SalesforceSink)
+                   and sink.object_name.lower() in referenced
                    and sink.object_name.lower() != child.object_name.lower()]
         for parent in parents:
-            self.drain_parents(parent)
-            self.drain_one(parent)
+            parent.catch_up()
+            if parent.current_size:
+                self.drain_parents(parent)
+                self.drain_one(parent)
+            parent.wait_loads()  # loads still running in the background, too
 
     # -- failures and the end of the run ----------------------------------------------------------
 
