@@ -82,7 +82,7 @@ def test_upserts_sharing_a_key_wait_for_each_other_and_the_last_value_wins(emula
         messages.append(record("Account", {"Name": f"other {value}",
                                            "External_Id__c": f"K-{value}"}))
     _, watch, _ = _run(config(emulator, action="upsert", batch_size_rows=2,
-                                   max_parallel_jobs=4), messages)
+                              max_parallel_jobs=4), messages)
     assert watch.most == 1
     assert rows(emulator, "SELECT Name FROM Account WHERE External_Id__c = 'SAME'") == [
         ("third",)]
