@@ -111,7 +111,7 @@ class ResultFile:
         # turned into cumulative offsets only when a page starts inside that segment.
         self._seg_first = array("q")
         self._seg_start = array("q")
-        self._seg_sizes: list[array[int] | str] = []
+        self._seg_sizes: list[array[int] | str | None] = []
         self._seg_offsets: dict[int, array[int]] = {}
         self._rows = 0
         self._end = 0
@@ -180,19 +180,22 @@ class ResultFile:
         else:
             self.extend([r.encode("utf-8") for r in rows])
 
-    def extend_block(self, data: bytes, sizes: str, rows: int) -> None:
+    def extend_block(self, data: bytes, sizes: str | None, rows: int) -> None:
         """Append ``rows`` rows already joined into ``data``; ``sizes`` is the comma-separated
-        byte length of each (as SQLite's ``group_concat(length(…))`` gives it).
+        byte length of each (as SQLite's ``group_concat(length(…))`` gives it), or None when
+        every row is a CSV line of quoted cells ending in ``\n`` (or ``\r\n``): a line then
+        ends at each ``\n`` preceded by an even number of ``"`` in the block, since a quote
+        inside a cell is doubled.
 
-        The sizes are parsed only if a page ever starts inside this block, so a result built
-        from blocks costs no Python work per row. Only for files without a separator.
+        The sizes are worked out only if a page ever starts inside this block, so a result
+        built from blocks costs no Python work per row. Only for files without a separator.
         """
         if self.separator:
             raise ValueError("blocks cannot be appended to a result file with a separator")
         if rows:
             self._write(data, sizes, rows)
 
-    def _write(self, data: bytes, sizes: array[int] | str, rows: int) -> None:
+    def _write(self, data: bytes, sizes: array[int] | str | None, rows: int) -> None:
         if self._finished:
             raise RuntimeError("cannot append to a finished result file")
         with self._lock:
@@ -221,11 +224,39 @@ class ResultFile:
             offsets = self._seg_offsets.get(segment)
             if offsets is None:
                 sizes = self._seg_sizes[segment]
-                if isinstance(sizes, str):
+                if sizes is None:
+                    sizes = self._quoted_line_sizes(segment)
+                elif isinstance(sizes, str):
                     sizes = array("q", map(int, sizes.split(",")))
                 offsets = array("q", itertools.accumulate(sizes, initial=0))
                 self._seg_offsets[segment] = offsets
             return base + offsets[local]
+
+    def _quoted_line_sizes(self, segment: int) -> array[int]:
+        """Byte sizes of the lines of a block appended without sizes (see :meth:`extend_block`):
+        the block is read back and cut at each ``\n`` that closes a line of quoted cells."""
+        last = segment + 1 == len(self._seg_start)
+        start = self._seg_start[segment]
+        end = self._end if last else self._seg_start[segment + 1]
+        rows = (self._rows if last else self._seg_first[segment + 1]) - self._seg_first[segment]
+        if self._file is None:
+            data = bytes(self._memory[start:end])
+        else:
+            if end > self._flushed:
+                self._flush_locked()
+            data = os.pread(self._file.fileno(), end - start, start)
+        sizes = array("q")
+        size = 0
+        odd = 0
+        for piece in data.split(b"\n")[:-1]:
+            size += len(piece) + 1
+            odd ^= piece.count(b'"') & 1
+            if not odd:
+                sizes.append(size)
+                size = 0
+        if len(sizes) != rows or size:
+            raise RuntimeError(f"a block of {rows} rows holds {len(sizes)} quoted lines")
+        return sizes
 
     def _spill(self) -> None:
         handle = tempfile.TemporaryFile(prefix="sfbulk-result-", dir=self._directory, buffering=0)
@@ -566,18 +597,28 @@ def _sql_text(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def csv_cell_sql(kind: str | None, expr: str) -> tuple[str, str | None]:
-    """The SQL that prints one stored value as a Bulk query CSV cell (quotes not included,
-    never NULL), and the condition under which that text is exactly what the Python printers
-    print (None: always).
+#: Field kinds whose cells :func:`csv_cell_sql` prints as numbers or booleans; every other kind
+#: is text (ids, strings, picklists, dates, datetimes as stored).
+NON_TEXT_KINDS = frozenset(("boolean", "base64")) | _INTEGER_KINDS | _DOUBLE_KINDS
+#: SQLite functions take at most 127 arguments: a wide row is printed by several printf calls.
+_PRINTF_ARGS = 100
+
+
+def csv_cell_sql(
+    kind: str | None, expr: str, *, nul_check: bool = True
+) -> tuple[str, str, str | None]:
+    """How SQLite prints one stored value as a Bulk query CSV cell (quotes not included): the
+    ``printf`` conversion, its argument (never NULL), and the condition under which that text
+    is exactly what the Python printers print (None: always).
 
     Rows that fail a condition (a decimal SQLite keeps as REAL, an integer too large for the
-    shortcut below, a boolean that is not 0/1, text in a number column) are printed in Python
-    instead, so the SQL only has to be right for the values it accepts:
+    shortcut below, a boolean that is not 0/1, text in a number column, text holding NUL) are
+    printed in Python instead, so the SQL only has to be right for the values it accepts:
 
-    - text of every kind (ids, strings, dates, datetimes as stored): quotes doubled; NULL empty.
-      Text columns hold only text (the store parses every value it writes), and ``||`` keeps
-      NUL characters, so text needs no condition.
+    - text of every kind (ids, strings, dates, datetimes as stored): ``%w`` doubles the quotes;
+      NULL empty. ``printf`` stops a value at a NUL character, so with ``nul_check`` a row whose
+      text holds one goes to Python; without it the caller vouches that no stored text does
+      (:attr:`Org.text_may_hold_nul`).
     - boolean 0/1: ``false``/``true``.
     - int/long integers: their digits.
     - double/currency/percent integers: Java's ``Double.toString``: ``5.0`` below 10^7, else
@@ -585,10 +626,10 @@ def csv_cell_sql(kind: str | None, expr: str) -> tuple[str, str | None]:
     - base64: only NULL (Bulk cannot select it anyway).
     """
     if kind == "boolean":
-        return (f"CASE {expr} WHEN 1 THEN 'true' WHEN 0 THEN 'false' ELSE '' END",
+        return ("%s", f"CASE {expr} WHEN 1 THEN 'true' WHEN 0 THEN 'false' ELSE '' END",
                 f"({expr} IS NULL OR {expr} IN (0, 1))")
     if kind in _INTEGER_KINDS:
-        return f"ifnull({expr}, '')", f"typeof({expr}) IN ('integer', 'null')"
+        return "%s", expr, f"typeof({expr}) IN ('integer', 'null')"
     if kind in _DOUBLE_KINDS:
         digits = f"CAST(abs({expr}) AS TEXT)"
         scientific = (
@@ -597,38 +638,43 @@ def csv_cell_sql(kind: str | None, expr: str) -> tuple[str, str | None]:
             f"'E' || (length({digits}) - 1)"
         )
         return (
+            "%s",
             f"CASE WHEN {expr} > -10000000 AND {expr} < 10000000 THEN {expr} || '.0' "
             f"WHEN {expr} IS NULL THEN '' ELSE {scientific} END",
             f"({expr} IS NULL OR typeof({expr}) = 'integer' "
             f"AND {expr} > -1000000000000000 AND {expr} < 1000000000000000)",
         )
     if kind == "base64":
-        return "''", f"{expr} IS NULL"
-    return f"iif(instr({expr}, '\"'), replace({expr}, '\"', '\"\"'), ifnull({expr}, ''))", None
+        return "%s", "''", f"{expr} IS NULL"
+    return ("%w", f"ifnull({expr}, '')",
+            f"ifnull(instr({expr}, char(0)), 0) = 0" if nul_check else None)
 
 
-def _concat(pieces: list[str]) -> str:
-    """``a || b || …`` nested as a balanced tree: SQLite copies the left operand on every
-    ``||``, so a flat chain over a wide row copies the line once per cell."""
-    if len(pieces) <= 4:
-        return " || ".join(pieces)
-    middle = len(pieces) // 2
-    return f"({_concat(pieces[:middle])}) || ({_concat(pieces[middle:])})"
+def _printf_text(text: str) -> str:
+    return text.replace("%", "%%")
 
 
 def csv_line_sql(exprs: Sequence[str], kinds: Sequence[str | None], delimiter: str = ",",
-                 newline: str = "\n") -> tuple[str, str | None]:
+                 newline: str = "\n", *, nul_checks: bool = True) -> tuple[str, str | None]:
     """SQL for a whole CSV line of these expressions (every cell quoted, the newline
-    included) and the condition under which it is exact (None: always)."""
-    cells = [csv_cell_sql(kind, expr) for expr, kind in zip(exprs, kinds, strict=True)]
-    pieces = [_sql_text('"')]
-    for i, (cell, _) in enumerate(cells):
-        if i:
-            pieces.append(_sql_text('"' + delimiter + '"'))
-        pieces.append(cell)
-    pieces.append(_sql_text('"' + newline))
-    conditions = [check for _, check in cells if check]
-    return _concat(pieces), " AND ".join(conditions) or None
+    included) and the condition under which it is exact (None: always).
+
+    One ``printf`` builds the line in a single buffer (a ``||`` chain copies it once per
+    operator); ``nul_checks=False`` leaves out the per-text-cell NUL test, for an org that
+    holds no text with NUL (see :func:`csv_cell_sql`).
+    """
+    cells = [csv_cell_sql(kind, expr, nul_check=nul_checks)
+             for expr, kind in zip(exprs, kinds, strict=True)]
+    joint = _printf_text('"' + delimiter + '"')
+    pieces = []
+    for first in range(0, len(cells), _PRINTF_ARGS):
+        group = cells[first : first + _PRINTF_ARGS]
+        fmt = ('"' if first == 0 else joint) + joint.join(conv for conv, _, _ in group)
+        if first + _PRINTF_ARGS >= len(cells):
+            fmt += '"' + _printf_text(newline)
+        pieces.append(f"printf({_sql_text(fmt)}, {', '.join(arg for _, arg, _ in group)})")
+    conditions = [check for _, _, check in cells if check]
+    return " || ".join(pieces), " AND ".join(conditions) or None
 
 
 class PreparedQuery:
@@ -665,8 +711,8 @@ def spool_csv_query(
     bytes ``fallback`` would give:
 
     - Unsorted queries (rows in ``t0."Id"`` order) are read in keyset blocks: one statement per
-      ``block_rows`` rows returns the block's lines joined by ``group_concat`` and their byte
-      sizes, so Python does nothing per row (:meth:`ResultFile.extend_block`).
+      ``block_rows`` rows returns the block's lines joined by ``group_concat``, so Python
+      does nothing per row (:meth:`ResultFile.extend_block`).
     - Sorted queries, and blocks holding a value SQLite cannot print exactly (see
       :func:`csv_cell_sql`), are fetched line by line; such rows come back as their rowid and
       are re-read and printed by ``fallback``.
@@ -681,6 +727,8 @@ def spool_csv_query(
             result.extend_text(fallback(chunk))
             yield len(chunk)
         return
+    # Row by row (sorted queries, blocks with odd rows) always checks text for NUL: the rows
+    # come from one long statement that writes may interleave with.
     line, exact = csv_line_sql(parts.exprs, compiled.field_types, delimiter, newline)
     line_or_rowid = f"CASE WHEN {exact} THEN CAST({line} AS BLOB) ELSE t0.rowid END" if exact \
         else f"CAST({line} AS BLOB)"
@@ -703,24 +751,41 @@ def spool_csv_query(
     if parts.sorted:
         yield from row_by_row((), ())
         return
-    line_sql = f"iif({exact}, {line}, NULL)" if exact else line
-    inner = parts.sql(f'{line_sql} AS l, t0."Id" AS k', extra_where=['t0."Id" > ?'],
-                      limit=False) + " LIMIT ?"
-    block_sql = (
-        "SELECT CAST(group_concat(l, '') AS BLOB), group_concat(length(CAST(l AS BLOB))), "
-        f"count(l), count(*), max(k) FROM ({inner})"
-    )
+    block_sql: dict[bool, str] = {}
+
+    def block_statement(nul_checks: bool) -> str:
+        sql = block_sql.get(nul_checks)
+        if sql is None:
+            line, exact = csv_line_sql(parts.exprs, compiled.field_types, delimiter, newline,
+                                       nul_checks=nul_checks)
+            line_sql = f"iif({exact}, {line}, NULL)" if exact else line
+            inner = parts.sql(f'{line_sql} AS l, t0."Id" AS k', extra_where=['t0."Id" > ?'],
+                              limit=False) + " LIMIT ?"
+            # No sizes: every line is of quoted cells, so the result file can find where
+            # each ends in the rare block a page starts inside.
+            sql = block_sql[nul_checks] = (
+                "SELECT CAST(group_concat(l, '') AS BLOB), count(l), count(*), max(k) "
+                f"FROM ({inner})"
+            )
+        return sql
+
     remaining = parts.limit
     last = ""  # every Id sorts after the empty string
     while remaining is None or remaining > 0:
         size = block_rows if remaining is None else min(block_rows, remaining)
-        ((data, sizes, exact_rows, rows, high),) = org.execute_sql(
-            block_sql, [*parts.where_params, last, size]
+        # Text with NUL needs a check per text cell (printf would cut it short); an org that
+        # has never stored any is spared that. The org sets its flag under the lock it holds
+        # while a block runs, so if it is still clear after the block, no such text was there.
+        nul_checks = _text_may_hold_nul(org)
+        ((data, exact_rows, rows, high),) = org.execute_sql(
+            block_statement(nul_checks), [*parts.where_params, last, size]
         )
+        if not nul_checks and _text_may_hold_nul(org):
+            continue  # text with NUL was written meanwhile: run this block again with checks
         if not rows:
             return
         if exact_rows == rows:
-            result.extend_block(data, sizes, rows)
+            result.extend_block(data, None, rows)
             yield rows
         else:
             yield from row_by_row(['t0."Id" > ?', 't0."Id" <= ?'], (last, high))
@@ -729,6 +794,11 @@ def spool_csv_query(
         if rows < size:
             return
         last = high
+
+
+def _text_may_hold_nul(org: Any) -> bool:
+    """Whether the org may store text with a NUL character (True for an org that cannot say)."""
+    return bool(getattr(org, "text_may_hold_nul", True))
 
 
 def _print_rows(org: Any, parts: Any, rowids: list[int],

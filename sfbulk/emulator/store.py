@@ -594,6 +594,31 @@ def _fast_ids(key_prefix: str, numbers: range, pod: str = "5g") -> list[str]:
     return out
 
 
+#: Value types that hold no text, so no NUL character either.
+_TEXTLESS_TYPES = frozenset((int, float, bool, Decimal, type(None)))
+
+
+def _holds_nul(values: Sequence[Any]) -> bool:
+    """Whether any text (or bytes) value of a column holds a NUL character.
+
+    A column of strings (and nulls) is checked in one joined pass, a column of numbers with
+    one pass over the value types; anything else value by value.
+    """
+    try:
+        return "\x00" in "".join(filter(None, values))
+    except TypeError:
+        pass
+    if _TEXTLESS_TYPES.issuperset(map(type, values)):
+        return False
+    for value in values:
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, (bytes, bytearray)) and b"\x00" in value:
+            return True
+    return False
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -679,6 +704,7 @@ class Org:
         self._sequences: dict[str, int] = {}
         self._plans: dict[tuple[str, str, tuple[str, ...]], _Plan] = {}
         self._columns: dict[str, set[str]] = {}
+        self._text_nul = False
         self.org_id = make_id("00D", 1)
         self.user_id = make_id("005", 1)
         with self._lock:
@@ -686,6 +712,8 @@ class Org:
                 "CREATE TABLE IF NOT EXISTS _sfbulk_sequence (name TEXT PRIMARY KEY, value INTEGER)"
             )
             self.sync_schema()
+            if db_path:
+                self._text_nul = self._stored_text_holds_nul()
             self._ensure_org_rows(username)
 
     # --- schema ----------------------------------------------------------------------------
@@ -700,6 +728,37 @@ class Org:
             self._plans.clear()
             for obj in self.catalog:
                 self._sync_table(obj)
+
+    @property
+    def text_may_hold_nul(self) -> bool:
+        """Whether some stored value may hold a NUL character.
+
+        Set (under the org's lock, before the write commits) by every write whose values hold
+        one, and never cleared: the Bulk query CSV printer in SQL checks each text cell for NUL
+        only when it is set (``jobs.spool_csv_query``). A database file opened with data is
+        scanned once.
+        """
+        return self._text_nul
+
+    def _note_values(self, columns: Iterable[Sequence[Any]]) -> None:
+        """Set :attr:`text_may_hold_nul` if any of these columns of values to store holds NUL
+        (call inside the lock, before the write commits)."""
+        if not self._text_nul and any(map(_holds_nul, columns)):
+            self._text_nul = True
+
+    def _stored_text_holds_nul(self) -> bool:
+        """Scan every column of every object table for a value holding NUL (a reopened file)."""
+        for obj in self.catalog:
+            names = self._columns.get(obj.name) or ()
+            for first in range(0, len(names), _SQL_CHUNK // 2):
+                group = sorted(names)[first : first + _SQL_CHUNK // 2]
+                test = " OR ".join(f"instr({_quote(name)}, char(0))" for name in group)
+                found = self._conn.execute(
+                    f"SELECT 1 FROM {_quote(obj.name)} WHERE {test} LIMIT 1"
+                ).fetchone()
+                if found:
+                    return True
+        return False
 
     def _sync_table(self, obj: SObjectDef) -> None:
         existing = self._columns.get(obj.name)
@@ -882,6 +941,7 @@ class Org:
             self._derive_columns(obj, position, column_values)
             records = list(zip(*column_values, strict=True))
             out_ids = list(ids)
+            self._note_values(column_values)
             self._conn.execute("BEGIN")
             try:
                 self._conn.executemany(columns.sql, records)
@@ -1700,6 +1760,7 @@ class Org:
                 value = defaults[name] if name in defaults else system.get(name)
                 column_values.append([value] * count)
         self._derive_columns(obj, position, column_values)
+        self._note_values(column_values)
         records = list(zip(*column_values, strict=True))
         for w, new_id in zip(creates, ids, strict=True):
             w.record_id = new_id
@@ -1751,6 +1812,7 @@ class Org:
             groups.setdefault(names, []).append((*record.values(), w.record_id))
         table = _quote(obj.name)
         for names, params in groups.items():
+            self._note_values(params)
             sets = ", ".join(f"{_quote(n)} = ?" for n in names)
             self._conn.executemany(f'UPDATE {table} SET {sets} WHERE "Id" = ?', params)
 

@@ -159,3 +159,137 @@ def test_clean_values_never_reach_the_python_printer() -> None:
         b'"' + org.execute_sql('SELECT CreatedDate FROM Account WHERE rowid = 11')[0][0].encode()
         + b'"',
     ]
+
+
+# --- text with NUL: checked only once the org has stored some ------------------------------
+
+CLEAN_NAMES = ['plain', 'say "hi"', '"', 'a,b', "two\nlines", 'q"\n"q', "crlf\r\nx", "naïve ☃",
+               "trailing\\", "%s %w %%"]
+
+
+def _clean_org(rows: int, seed: int = 11) -> Org:
+    """Awkward values, but no text with NUL (and no REAL or non-0/1 booleans)."""
+    org = Org()
+    rng = random.Random(seed)
+    org.insert_raw("Account", [
+        {
+            "Name": rng.choice(CLEAN_NAMES) + str(n),
+            "Description": rng.choice([None, "x", '""', "é" * 3, "\n"]),
+            "NumberOfEmployees": rng.choice([None, 0, 7, -3, 2**40]),
+            "AnnualRevenue": rng.choice([None, 0, 5, -5, 10_000_000, 123_456_789]),
+        }
+        for n in range(rows)
+    ])
+    return org
+
+
+def test_an_org_without_nul_text_prints_every_row_in_sql() -> None:
+    org = _clean_org(1_000)
+    assert not org.text_may_hold_nul
+    soql = f"SELECT {FIELDS} FROM Account"
+    compiled = compile_soql(soql, org.catalog, True)
+    for delimiter, newline in ((",", "\n"), (";", "\r\n"), ("|", "\n"), ("\t", "\r\n")):
+        printer = bulk2.csv_row_printer(compiled.field_types, delimiter, newline)
+        printed: list[int] = []
+
+        def counting(rows, printer=printer, printed=printed):
+            printed.append(len(rows))
+            return printer(rows)
+
+        got, result = _sql_csv(org, soql, counting, delimiter=delimiter, newline=newline,
+                               block_rows=97)
+        assert printed == []
+        expected = printer(org.execute_sql(compiled.sql, compiled.params))
+        assert got == "".join(expected).encode("utf-8")
+        # Pages starting inside blocks: the line ends are found from the quotes alone.
+        for start, count in ((0, 1), (1, 96), (96, 2), (97, 97), (150, 400), (999, 5),
+                             (500, None), (3, 1)):
+            stop = None if count is None else start + count
+            want = "".join(expected[start:stop]).encode("utf-8")
+            assert result.read_page(start, count) == want
+            assert result.page_bytes(start, count) == len(want)
+
+
+def test_nul_written_through_the_api_turns_the_checks_on() -> None:
+    org = _clean_org(300)
+    soql = "SELECT Id, Name, Description FROM Account"
+    compiled = compile_soql(soql, org.catalog, True)
+    printer = bulk1.csv_row_printer(compiled.field_types)
+    created = org.write("Account", "insert", [{"Name": "plain"}, {"Name": "nul\x00inside"}])
+    assert [r.success for r in created] == [True, True]
+    assert org.text_may_hold_nul
+    got, _ = _sql_csv(org, soql, printer, block_rows=64)
+    assert got == _python_csv(org, soql, printer)
+    assert b'"nul\x00inside"' in got
+
+
+def test_nul_written_by_an_update_turns_the_checks_on() -> None:
+    org = _clean_org(200)
+    first = org.execute_sql('SELECT "Id" FROM "Account" ORDER BY "Id" LIMIT 1')[0][0]
+    assert org.write("Account", "update", [{"Id": first, "Description": "a\x00b"}])[0].success
+    assert org.text_may_hold_nul
+    soql = "SELECT Id, Description FROM Account"
+    compiled = compile_soql(soql, org.catalog, True)
+    printer = bulk1.csv_row_printer(compiled.field_types)
+    got, _ = _sql_csv(org, soql, printer, block_rows=50)
+    assert got == _python_csv(org, soql, printer)
+    assert got.startswith(f'"{first}","a\x00b"\n'.encode())
+
+
+def test_nul_written_while_a_query_runs_redoes_the_block_with_checks() -> None:
+    org = _clean_org(300)
+    soql = "SELECT Id, Name FROM Account"
+    compiled = compile_soql(soql, org.catalog, True)
+    printer = bulk1.csv_row_printer(compiled.field_types)
+    first = org.execute_sql('SELECT "Id" FROM "Account" ORDER BY "Id" LIMIT 1')[0][0]
+
+    class Racing:
+        """The org, with a NUL written just before the query's first block runs."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __getattr__(self, name: str):
+            return getattr(org, name)
+
+        def execute_sql(self, sql, params=()):
+            self.calls += 1
+            if self.calls == 1:
+                org.write("Account", "update", [{"Id": first, "Name": "late\x00nul"}])
+            return org.execute_sql(sql, params)
+
+    racing = Racing()
+    result = ResultFile()
+    count = sum(spool_csv_query(racing, compiled, result, printer, block_rows=100))
+    result.finish()
+    assert count == 300
+    assert result.read_page() == _python_csv(org, soql, printer)
+    assert result.read_page(0, 1) == f'"{first}","late\x00nul"\n'.encode()
+
+
+def test_a_reopened_database_file_is_scanned_for_nul(tmp_path) -> None:
+    clean, dirty = str(tmp_path / "clean.db"), str(tmp_path / "dirty.db")
+    for path, name in ((clean, "no nul"), (dirty, "a\x00nul")):
+        org = Org(path)
+        org.write("Account", "insert", [{"Name": "plain"}, {"Name": name}])
+        org._conn.close()
+    reopened = [Org(clean), Org(dirty)]
+    assert [org.text_may_hold_nul for org in reopened] == [False, True]
+    for org in reopened:
+        org._conn.close()
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    (["a", None, "", "b"], False),
+    (["a", None, "x\x00"], True),
+    ([1, 2.5, None, True], False),
+    ([1, "x\x00"], True),
+    ([b"\x01\x02", "text", 3], False),
+    ([b"\x01\x00", 3], True),
+    (("a", 0, "b\x00c"), True),
+    ([], False),
+])
+def test_holds_nul(values, expected) -> None:
+    from sfbulk.emulator.store import _holds_nul
+
+    assert _holds_nul(values) is expected
