@@ -34,6 +34,7 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import IO, Any
 
 # The job-record field readers are the same for both APIs' JSON.
@@ -57,6 +58,8 @@ _CLOSED_INGEST_STATES = frozenset({"UploadComplete", "InProgress", "JobComplete"
 #: Raw CSV bytes one ingest job accepts (150 MB once base64-encoded by Salesforce).
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 _CHUNK = 256 * 1024
+#: Rows of a result set handed over at a time by :meth:`IngestResults.pages`.
+_PAGE_ROWS = 10_000
 _LAST_PAGE = "null"
 #: Result set names as :class:`IngestResults` calls them -> their resource names.
 _RESULT_SETS = {"successful": "successfulResults", "failed": "failedResults",
@@ -165,21 +168,46 @@ class IngestJobInfo:
         return self.state in INGEST_TERMINAL
 
 
+def _iter_pages(body: IO[bytes], rows: int = _PAGE_ROWS) -> Iterator[list[list[str]]]:
+    """One CSV body as pages of cell lists: each page its header row followed by up to ``rows``
+    rows, every row checked to be as wide as the header (a whole page at a time, by C loops).
+
+    Nothing is yielded for an empty body; a body with only a header yields that header alone.
+
+    Raises:
+        SalesforceError: A row is not as wide as the header (the rows before it are yielded
+            first, as row-by-row reading would).
+    """
+    cells = iter_csv_rows(iter(lambda: body.read(_CHUNK), b""))
+    header = next(cells, None)
+    if header is None:
+        return
+    width = len(header)
+    first = True
+    while True:
+        page = [header]
+        page.extend(islice(cells, rows))
+        if len(page) == 1:
+            if first:
+                yield page
+            return
+        first = False
+        if len(set(map(len, page))) != 1:
+            bad = next(i for i, row in enumerate(page) if len(row) != width)
+            if bad > 1:
+                yield page[:bad]
+            raise SalesforceError(
+                f"a result row has {len(page[bad])} cells but the header has {width}")
+        yield page
+
+
 def _iter_cells(body: IO[bytes]) -> Iterator[list[str]]:
     """Rows of one CSV page as cell lists, its header first, every row as wide as the header.
 
     Nothing is yielded for an empty body (not even a header).
     """
-    rows = iter_csv_rows(iter(lambda: body.read(_CHUNK), b""))
-    header = next(rows, None)
-    if header is None:
-        return
-    yield header
-    width = len(header)
-    for row in rows:
-        if len(row) != width:
-            raise SalesforceError(f"a result row has {len(row)} cells but the header has {width}")
-        yield row
+    for number, page in enumerate(_iter_pages(body)):
+        yield from (page if number == 0 else islice(page, 1, None))
 
 
 def _iter_rows(body: IO[bytes]) -> Iterator[dict[str, str]]:
@@ -226,6 +254,21 @@ class IngestResults:
             which: ``successful``, ``failed`` or ``unprocessed``.
         """
         return self.bulk.iter_ingest_result_rows(self.job.id, _RESULT_SETS.get(which, which))
+
+    def pages(self, which: str, rows: int = _PAGE_ROWS) -> Iterator[list[list[str]]]:
+        """One result set in pages of cell lists, each its header row followed by up to
+        ``rows`` rows (nothing at all when the set is empty, the header alone when it has no
+        rows).
+
+        The same rows as :meth:`rows`, handed over a page at a time so that a caller joining
+        many rows works on whole lists.
+
+        Args:
+            which: ``successful``, ``failed`` or ``unprocessed``.
+            rows: The most rows a page holds.
+        """
+        return self.bulk.iter_ingest_result_pages(self.job.id, _RESULT_SETS.get(which, which),
+                                                  rows)
 
     def by_key(self, key: str) -> dict[str, tuple[str, dict[str, str]]]:
         """Map each key column value to ``(outcome, row)``, outcome being ``success``,
@@ -561,6 +604,15 @@ class Bulk2(JobPolling):
     def iter_ingest_result_rows(self, job_id: str, which: str) -> Iterator[list[str]]:
         """Stream one result set as cell lists, its header row first (see
         :meth:`iter_ingest_results`); every row is checked to be as wide as the header."""
+        for number, page in enumerate(self.iter_ingest_result_pages(job_id, which)):
+            yield from (page if number == 0 else islice(page, 1, None))
+
+    def iter_ingest_result_pages(
+        self, job_id: str, which: str, rows: int = _PAGE_ROWS
+    ) -> Iterator[list[list[str]]]:
+        """Stream one result set in pages of cell lists, each its header row followed by up to
+        ``rows`` rows (see :meth:`IngestResults.pages`); every row is checked to be as wide as
+        the header."""
         if which not in _RESULT_SETS.values():
             raise ValueError(f"unknown result set {which!r}")
         with self.client.download(
@@ -570,7 +622,7 @@ class Bulk2(JobPolling):
             headers={"Accept": "text/csv"},
             job_id=job_id,
         ) as page:
-            yield from _iter_cells(page.body)
+            yield from _iter_pages(page.body, rows)
 
     def ingest(
         self,

@@ -29,7 +29,8 @@ import datetime as dt
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from operator import itemgetter
+from itertools import compress, islice, repeat
+from operator import itemgetter, ne
 from typing import Any, NamedTuple
 
 from sfbulk.csvcodec import NULL_CELL
@@ -235,6 +236,16 @@ def _identity(cell: str) -> str:
 #: those rows are indexed by their normalised typed cells instead.
 _SCAN_LIMIT = 16
 
+#: Result rows read from a page at a time (the page is consumed in blocks of this many rows).
+_BLOCK_ROWS = 10_000
+
+#: A run of result rows that cannot be taken whole is halved until it is this short; then its
+#: rows are joined one by one.
+_BULK_MIN = 32
+
+#: Text columns tried, in upload order, for one whose every cell differs (see ResultJoiner).
+_UNIQUE_TRIES = 3
+
 
 def _getter(indexes: Sequence[int]) -> Callable[[Sequence[str]], tuple[str, ...]]:
     """``row -> tuple of the cells at indexes`` (always a tuple, unlike a bare itemgetter)."""
@@ -244,6 +255,101 @@ def _getter(indexes: Sequence[int]) -> Callable[[Sequence[str]], tuple[str, ...]
     if not indexes:
         return lambda row: ()
     return itemgetter(*indexes)
+
+
+def _padded(rows: list[Sequence[str]], width: int) -> list[Sequence[str]]:
+    """``rows`` with every row at least ``width`` cells long (missing cells are empty)."""
+    if not rows or min(map(len, rows)) >= width:
+        return rows
+    return [row if len(row) >= width else [*row, *[""] * (width - len(row))] for row in rows]
+
+
+def _none_if_empty(cells: list[str]) -> list[str | None]:
+    """``[cell or None for cell in cells]``, without the loop when no cell is empty."""
+    if "" not in cells:
+        return cells  # type: ignore[return-value]
+    if cells.count("") == len(cells):
+        return [None] * len(cells)
+    return [cell or None for cell in cells]
+
+
+def _created_flags(cells: list[str]) -> list[bool]:
+    """``sf__Created`` cells as booleans (Salesforce writes ``true``/``false``)."""
+    flags = list(map(_CREATED.get, cells))
+    if None in flags:
+        return [_CREATED[cell] if cell in _CREATED else _bool(cell) for cell in cells]
+    return flags  # type: ignore[return-value]
+
+
+def _put(outcomes: list[Outcome | None], positions: Iterable[int],
+         values: Iterable[Outcome]) -> None:
+    """``outcomes[p] = v`` for every pair, by a C loop."""
+    deque(map(outcomes.__setitem__, positions, values), maxlen=0)
+
+
+#: The 5-character upper-case patterns of an id block (``1`` upper, ``0`` not) -> suffix letter.
+_ID_BITS = str.maketrans({**{c: "1" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"},
+                          **{c: "0" for c in "abcdefghijklmnopqrstuvwxyz0123456789"}})
+_ID_BLOCK = {"".join("1" if bits >> i & 1 else "0" for i in range(5)):
+             "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits] for bits in range(32)}
+
+
+def _norm_id_key(cell: str) -> str:
+    """What :func:`cell_normaliser` gives for an ``id`` cell, with the 18-character form
+    computed by table look-ups (:func:`sfbulk.ids.to18` gives the same, one bit at a time)."""
+    if not cell or cell == NULL_CELL:
+        return cell
+    text = cell.strip()
+    if len(text) not in (15, 18) or not text.isalnum():
+        return cell
+    bits = text[:15].translate(_ID_BITS)
+    get = _ID_BLOCK.get
+    first, second, third = get(bits[:5]), get(bits[5:10]), get(bits[10:])
+    if first is None or second is None or third is None:  # a letter outside A-Z, a-z, 0-9
+        return to18(text)
+    return text[:15] + first + second + third
+
+
+def _key_normaliser(field_type: str | None, fold_case: bool) -> Callable[[str], str]:
+    """:func:`cell_normaliser` for key columns, with the id case made cheaper."""
+    if field_type in ("id", "reference"):
+        return _norm_id_key
+    return cell_normaliser(field_type, fold_case=fold_case)
+
+
+def _normal_keys(normal: Callable[[str], str], cells: list[str]) -> list[str]:
+    """Every key cell normalised (by C loops where the normaliser is a plain method)."""
+    if normal is _identity:
+        return cells
+    if normal is _norm_folded:
+        return list(map(str.casefold, cells))
+    return list(map(normal, cells))
+
+
+class _Page:
+    """What joining one result page needs, worked out once from its header."""
+
+    __slots__ = ("contiguous", "created_at", "echoed_of", "error_at", "id_at", "key_at", "kind",
+                 "need", "plain_of", "positions", "typed_of", "unique_at")
+
+    def __init__(self, joiner: ResultJoiner, kind: str, echoed: Sequence[str]) -> None:
+        self.kind = kind
+        self.positions = positions = joiner._positions(echoed)
+        self.need = max(positions) + 1 if positions else 0
+        self.id_at = echoed.index("sf__Id") if "sf__Id" in echoed else None
+        self.created_at = echoed.index("sf__Created") if "sf__Created" in echoed else None
+        self.error_at = echoed.index("sf__Error") if "sf__Error" in echoed else None
+        self.plain_of = _getter([positions[i] for i in joiner._plain])
+        self.typed_of = _getter([positions[i] for i in joiner._typed])
+        self.key_at = positions[joiner._key_at] if joiner._keyed else 0
+        self.unique_at = positions[joiner._unique_at] if joiner._unique_at is not None else None
+        #: The uploaded columns of a row in upload order: a list when they sit side by side in
+        #: the page (as Salesforce writes them), else a tuple.
+        first = positions[0] if positions else 0
+        self.contiguous = positions == list(range(first, first + len(positions)))
+        self.echoed_of: Callable[[Sequence[str]], Sequence[str]] = (
+            itemgetter(slice(first, first + len(positions))) if self.contiguous
+            else _getter(positions))
 
 
 class ResultJoiner:
@@ -257,6 +363,14 @@ class ResultJoiner:
     their normalised typed cells. Either way a result row takes the first pending row, in upload
     order, whose normalised content equals its own.
 
+    That is the rule row by row. Most result rows meet the simplest case of it, so a page is
+    first joined in runs (:meth:`_take_run`): a run whose every row goes to a different pending
+    row, the only one it can go to (insert: the only row with its text cells, typed cells equal
+    once normalised; keyed: the one row whose key is exactly its key cell, when no two uploaded
+    keys normalise alike), is taken whole by C loops; any other run is halved, and a short one
+    goes row by row. Row by row, a run gives the same pairs (and the same error, at the same
+    row) as taking it whole would, so the outcome never depends on the path.
+
     Args:
         header: The uploaded header (canonical column names).
         rows: The uploaded rows as cell strings (unquoted), in upload order.
@@ -266,6 +380,8 @@ class ResultJoiner:
         fold_key_case: Whether the key compares without case (external ids that are not
             case-sensitive).
         job_id: For error messages.
+        bulk: Whether runs of rows may be taken whole (``False`` joins every row on its own;
+            the outcome is the same, only slower).
     """
 
     def __init__(
@@ -277,47 +393,81 @@ class ResultJoiner:
         key_column: str | None = None,
         fold_key_case: bool = False,
         job_id: str | None = None,
+        bulk: bool = True,
     ) -> None:
         self.header = list(header)
         self.job_id = job_id
+        self.bulk = bulk
         width = len(self.header)
         self._keyed = key_column is not None and key_column in self.header
-        if key_column is not None and self._keyed:
-            at = self.header.index(key_column)
-            self._key_at = at
-            self._key_normal = cell_normaliser(types.get(key_column), fold_case=fold_key_case)
         normalisers = [cell_normaliser(types.get(name)) for name in self.header]
         #: Whole-content matching: text columns index the rows, typed ones are compared.
         self._plain = [i for i, f in enumerate(normalisers) if f is _identity]
         self._typed = [i for i, f in enumerate(normalisers) if f is not _identity]
         self._typed_normalisers = [normalisers[i] for i in self._typed]
+        self._plain_of = _getter(self._plain)
+        self._typed_of = _getter(self._typed)
         self._typed_cells: list[tuple[str, ...]] = []
-        #: Keyed: normalised key -> positions. Content: text cells -> a position, a deque of
-        #: positions in upload order, or a dict of normalised typed cells -> deque of positions.
+        #: Content: text cells -> a position, a deque of positions in upload order, or a dict of
+        #: normalised typed cells -> deque of positions.
         self._pending: dict[Any, Any] = {}
-        self.rows = 0
-        pending = self._pending
-        key: str | tuple[str, ...]  # the normalised key, or a row's text cells
+        #: Keyed: every row's normalised key, each key cell as sent -> its position (when no two
+        #: keys normalise alike), and normalised key -> positions, built when first needed.
+        self._keys: list[str] = []
+        self._raw_keys: dict[str, int] | None = None
+        self._queues: dict[str, deque[int]] | None = None
+        #: Content: the uploaded rows, and a text column no two rows share with each cell ->
+        #: its row (when there is one); the pending rows are then indexed only when first needed.
+        self._sent: list[Sequence[str]] = []
+        self._unique_at: int | None = None
+        self._unique: dict[str, int] | None = None
+        self._indexed = False
+        sent = rows if isinstance(rows, list) else list(rows)
         if self._keyed:
-            normal = self._key_normal
-            for position, row in enumerate(rows):
-                key = normal(row[at] if at < len(row) else "")
-                queue = pending.get(key)
-                if queue is None:
-                    pending[key] = deque((position,))
-                else:
-                    queue.append(position)
-                self.rows += 1
+            assert key_column is not None
+            at = self._key_at = self.header.index(key_column)
+            self._key_normal = _key_normaliser(types.get(key_column), fold_key_case)
+            if sent and min(map(len, sent)) <= at:
+                cells = [row[at] if at < len(row) else "" for row in sent]
+            else:
+                cells = list(map(itemgetter(at), sent))
+            self._keys = _normal_keys(self._key_normal, cells)
+            self.rows = len(cells)
+            if len(set(self._keys)) == self.rows:
+                self._raw_keys = dict(zip(cells, range(self.rows), strict=True))
         else:
-            plain_of = _getter(self._plain)
-            typed_of = _getter(self._typed)
-            sent = list(rows)
-            if sent and min(map(len, sent)) < width:  # short rows: missing cells are empty
-                sent = [row if len(row) >= width else [*row, *[""] * (width - len(row))]
-                        for row in sent]
-            # The cells are picked out by map() (C loops); only the indexing runs per row here.
-            self._typed_cells = typed_cells = list(map(typed_of, sent))
-            for position, key in enumerate(map(plain_of, sent)):
+            self._sent = sent = _padded(sent, width)  # short rows: missing cells are empty
+            self.rows = len(sent)
+            # A text column whose every cell differs is the cheap way in: each row is then the
+            # only one with its text cells, and a result row can be found by that one cell.
+            for at in self._plain[:_UNIQUE_TRIES]:
+                index = dict(zip(map(itemgetter(at), sent), range(self.rows), strict=True))
+                if len(index) == self.rows:
+                    self._unique_at, self._unique = at, index
+                    break
+        self.outcomes: list[Outcome | None] = [None] * self.rows
+        if not self._keyed and self._unique is None:
+            self._index_content()
+        #: Why unprocessed rows were not processed, when known (the job's error message).
+        self.unprocessed_reason = ("Salesforce did not process this record (the job stopped "
+                                   "before reaching it)")
+
+    # -- row by row ------------------------------------------------------------------------------
+
+    def _index_content(self) -> None:
+        """Index the pending rows by their text cells (and keep their typed cells)."""
+        sent = self._sent
+        # The cells are picked out by map() (C loops); only the indexing runs per row here.
+        self._typed_cells = list(map(self._typed_of, sent))
+        outcomes = self.outcomes
+        positions: Sequence[int] = range(self.rows)
+        if outcomes.count(None) != self.rows:  # some rows were taken in runs already
+            positions = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        keys = list(map(self._plain_of, map(sent.__getitem__, positions)))
+        pending: dict[Any, Any] = dict(zip(keys, positions, strict=True))
+        if len(pending) != len(keys):  # some rows share their text cells
+            pending = {}
+            for position, key in zip(positions, keys, strict=True):
                 entry = pending.get(key)
                 if entry is None:
                     pending[key] = position
@@ -325,14 +475,31 @@ class ResultJoiner:
                     pending[key] = deque((entry, position))
                 else:
                     entry.append(position)
-            self.rows = len(typed_cells)
-        self.outcomes: list[Outcome | None] = [None] * self.rows
-        #: Why unprocessed rows were not processed, when known (the job's error message).
-        self.unprocessed_reason = ("Salesforce did not process this record (the job stopped "
-                                   "before reaching it)")
+        self._pending = pending
+        self._indexed = True
 
     def _normal(self, typed: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(f(cell) for f, cell in zip(self._typed_normalisers, typed, strict=True))
+
+    def _take_key(self, key: str) -> int | None:
+        """The first pending row (upload order) with this normalised key, now taken; ``None``
+        when there is none."""
+        queues = self._queues
+        if queues is None:
+            queues = self._queues = {}
+            for position, normal in enumerate(self._keys):
+                queue = queues.get(normal)
+                if queue is None:
+                    queues[normal] = deque((position,))
+                else:
+                    queue.append(position)
+        queue = queues.get(key)
+        outcomes = self.outcomes
+        while queue:
+            position = queue.popleft()
+            if outcomes[position] is None:  # rows taken in a run are still queued: skip them
+                return position
+        return None
 
     def _take_content(self, plain: Any, typed: tuple[str, ...]) -> int | None:
         """The first pending row (upload order) with these text cells and these typed cells
@@ -371,6 +538,181 @@ class ResultJoiner:
         position = queue.popleft()
         return position
 
+    def _take_rows(self, page: _Page, rows: Sequence[Sequence[str]]) -> None:
+        """Join rows one by one (already padded to the page's width)."""
+        if not self._keyed and not self._indexed:
+            self._index_content()
+        outcomes = self.outcomes
+        job_id = self.job_id
+        keyed = self._keyed
+        pending = self._pending
+        sent = self._typed_cells
+        key_normal = self._key_normal if keyed else _identity
+        take_content = self._take_content
+        take_key = self._take_key
+        plain_of, typed_of, key_at = page.plain_of, page.typed_of, page.key_at
+        id_at, created_at, error_at = page.id_at, page.created_at, page.error_at
+        kind = page.kind
+        new = tuple.__new__
+        success = kind == "successful"
+        failed = kind == "failed"
+        unprocessed = new(Outcome, (UNPROCESSED, None, None, "UNPROCESSED",
+                                    self.unprocessed_reason, (), job_id, None))
+        for row in rows:
+            if keyed:
+                position = take_key(key_normal(row[key_at]))
+            else:
+                plain = plain_of(row)
+                typed = typed_of(row)
+                entry = pending.get(plain)
+                # The common case inline: one pending row with these text cells, typed cells
+                # echoed as sent; anything else is settled by _take_content.
+                if entry.__class__ is int and sent[entry] == typed:
+                    del pending[plain]
+                    position = entry
+                else:
+                    position = take_content(plain, typed)
+            if position is None:
+                sent_order = [row[i] for i in page.positions]
+                raise ResultJoinError(
+                    f"a {kind} result row matches no uploaded row (or more results than rows "
+                    f"share its values): {_preview(sent_order)}", job_id=job_id)
+            # Outcomes are built with tuple.__new__ (all eight fields, in order): one is made
+            # per record, and the named tuple's keyword constructor costs several times more.
+            if success:
+                record_id = (row[id_at] if id_at is not None else "") or None
+                if created_at is None:
+                    created = None
+                else:
+                    cell = row[created_at]
+                    created = _CREATED.get(cell)
+                    if created is None:
+                        created = _bool(cell)
+                outcomes[position] = new(Outcome, (SUCCESS, record_id, created, None, None, (),
+                                                   job_id, None))
+            elif failed:
+                record_id = (row[id_at] if id_at is not None else "") or None
+                code, message, fields = parse_error_cell(row[error_at] if error_at is not None
+                                                         else "")
+                outcomes[position] = new(Outcome, (FAILED, record_id, None, code, message,
+                                                   fields, job_id, None))
+            else:
+                outcomes[position] = unprocessed
+
+    # -- runs taken whole ------------------------------------------------------------------------
+
+    def _run_positions(self, page: _Page, rows: list[Sequence[str]], keys: list[Any] | None,
+                       typed: list[tuple[str, ...]] | None) -> list[int] | None:
+        """Where a run of result rows goes when it can be taken whole, its rows now taken from
+        the pending ones; ``None`` (nothing changed) when some row needs the row-by-row rule.
+
+        Args:
+            page: The page the rows come from.
+            rows: The rows.
+            keys: Keyed: each row's key cell as echoed. Content without a column of distinct
+                cells: each row's text cells.
+            typed: Content without a column of distinct cells: each row's typed cells.
+        """
+        count = len(rows)
+        outcomes = self.outcomes
+        if self._keyed:
+            raw = self._raw_keys
+            if raw is None or keys is None:
+                return None  # two uploaded keys normalise alike: which one is first matters
+            found = list(map(raw.get, keys))
+            if (None in found or len(set(found)) != count
+                    or list(map(outcomes.__getitem__, found)).count(None) != count):  # type: ignore[arg-type]
+                return None
+            return found  # type: ignore[return-value]
+        if self._unique is not None and page.unique_at is not None:
+            # Each row found by its cell of the distinct column: the only row with its text
+            # cells, so the row it goes to when the rest of its content is what was sent.
+            found = list(map(self._unique.get, map(itemgetter(page.unique_at), rows)))
+            if (None in found or len(set(found)) != count
+                    or list(map(outcomes.__getitem__, found)).count(None) != count):  # type: ignore[arg-type]
+                return None
+            echoed = list(map(page.echoed_of, rows))
+            sent: list[Any] = list(map(self._sent.__getitem__, found))  # type: ignore[arg-type]
+            if not page.contiguous:
+                sent = list(map(tuple, sent))
+            if sent != echoed:
+                same = self._same_content
+                for mine, theirs in compress(zip(sent, echoed, strict=True),
+                                             map(ne, sent, echoed)):
+                    if not same(mine, theirs):
+                        return None
+            if self._indexed:
+                deque(map(self._pending.__delitem__, map(page.plain_of, rows)), maxlen=0)
+            return found  # type: ignore[return-value]
+        if keys is None or typed is None:
+            return None
+        pending = self._pending
+        entries: list[Any] = list(map(pending.get, keys))
+        # Each row the only pending row with its text cells, no two rows the same one.
+        if set(map(type, entries)) != {int} or len(set(entries)) != count:
+            return None
+        sent = list(map(self._typed_cells.__getitem__, entries))
+        if sent != typed:
+            normal = self._normal
+            for mine, theirs in compress(zip(sent, typed, strict=True), map(ne, sent, typed)):
+                if normal(mine) != normal(theirs):
+                    return None
+        deque(map(pending.__delitem__, keys), maxlen=0)
+        return entries
+
+    def _same_content(self, sent: Sequence[str], echoed: Sequence[str]) -> bool:
+        """Whether an echoed row (in upload column order) has a sent row's content: the same
+        text cells, and typed cells the same as sent or once normalised."""
+        plain_of = self._plain_of
+        if plain_of(sent) != plain_of(echoed):
+            return False
+        mine, theirs = self._typed_of(sent), self._typed_of(echoed)
+        return mine == theirs or self._normal(mine) == self._normal(theirs)
+
+    def _take_run(self, page: _Page, rows: list[Sequence[str]], keys: list[Any] | None,
+                  typed: list[tuple[str, ...]] | None) -> None:
+        """Join a run of rows: whole when :meth:`_run_positions` allows, else in halves, and a
+        short run row by row."""
+        positions = self._run_positions(page, rows, keys, typed)
+        if positions is None:
+            count = len(rows)
+            if count <= _BULK_MIN:
+                self._take_rows(page, rows)
+                return
+            half = count // 2
+            self._take_run(page, rows[:half], keys[:half] if keys is not None else None,
+                           typed[:half] if typed is not None else None)
+            self._take_run(page, rows[half:], keys[half:] if keys is not None else None,
+                           typed[half:] if typed is not None else None)
+            return
+        job_id = self.job_id
+        count = len(rows)
+        id_of = itemgetter(page.id_at) if page.id_at is not None else None
+        ids = _none_if_empty(list(map(id_of, rows))) if id_of else repeat(None)
+        new = tuple.__new__
+        made: Iterable[Outcome]
+        if page.kind == "successful":
+            created: Iterable[bool | None] = (
+                _created_flags(list(map(itemgetter(page.created_at), rows)))
+                if page.created_at is not None else repeat(None))
+            made = map(new, repeat(Outcome),
+                       zip(repeat(SUCCESS), ids, created, repeat(None), repeat(None), repeat(()),
+                           repeat(job_id), repeat(None)))
+        elif page.kind == "failed":
+            cells = (list(map(itemgetter(page.error_at), rows)) if page.error_at is not None
+                     else [""] * count)
+            # Failures in one job mostly share a few messages: each is parsed once.
+            parsed = {cell: parse_error_cell(cell) for cell in set(cells)}
+            made = map(new, repeat(Outcome),
+                       (((FAILED, record_id, None, *parsed[cell], job_id, None))
+                        for record_id, cell in zip(ids, cells, strict=False)))
+        else:
+            made = repeat(new(Outcome, (UNPROCESSED, None, None, "UNPROCESSED",
+                                        self.unprocessed_reason, (), job_id, None)), count)
+        _put(self.outcomes, positions, made)
+
+    # -- pages -----------------------------------------------------------------------------------
+
     def _positions(self, echoed_header: Sequence[str]) -> list[int]:
         """Where each uploaded column sits in a result page's header."""
         index = {name: i for i, name in enumerate(echoed_header)}
@@ -396,7 +738,7 @@ class ResultJoiner:
                 rows.append(cells_of(record))  # type: ignore[misc]
             except KeyError:  # a row without some header cell: missing cells are empty
                 rows.append([record.get(name, "") for name in header])
-            if len(rows) >= 10_000:
+            if len(rows) >= _BLOCK_ROWS:
                 taken += self.add_page(kind, [header, *rows])
                 rows = []
         if header is not None and rows:
@@ -412,77 +754,31 @@ class ResultJoiner:
 
         Returns:
             The number of result rows taken.
+
+        Raises:
+            ResultJoinError: The page lacks an uploaded column, or a row matches no pending
+                uploaded row.
         """
         rows = iter(page)
         echoed = next(rows, None)
         if echoed is None:
             return 0
-        positions = self._positions(echoed)
-        need = max(positions) + 1 if positions else 0
-        id_at = echoed.index("sf__Id") if "sf__Id" in echoed else None
-        created_at = echoed.index("sf__Created") if "sf__Created" in echoed else None
-        error_at = echoed.index("sf__Error") if "sf__Error" in echoed else None
-        plain_of = _getter([positions[i] for i in self._plain])
-        typed_of = _getter([positions[i] for i in self._typed])
-        key_at = positions[self._key_at] if self._keyed else 0
+        shape = _Page(self, kind, echoed)
         taken = 0
-        outcomes = self.outcomes
-        job_id = self.job_id
-        keyed = self._keyed
-        pending = self._pending
-        sent = self._typed_cells
-        key_normal = self._key_normal if keyed else _identity
-        take_content = self._take_content
-        new = tuple.__new__
-        success = kind == "successful"
-        failed = kind == "failed"
-        unprocessed = new(Outcome, (UNPROCESSED, None, None, "UNPROCESSED",
-                                    self.unprocessed_reason, (), job_id, None))
-        for row in rows:
-            if len(row) < need:
-                row = [*row, *[""] * (need - len(row))]
-            if keyed:
-                queue = pending.get(key_normal(row[key_at]))
-                position = queue.popleft() if queue else None
+        while True:
+            block = _padded(list(islice(rows, _BLOCK_ROWS)), shape.need)
+            if not block:
+                return taken
+            if not self.bulk:
+                self._take_rows(shape, block)
+            elif self._keyed:
+                self._take_run(shape, block, list(map(itemgetter(shape.key_at), block)), None)
+            elif self._unique is not None:
+                self._take_run(shape, block, None, None)
             else:
-                plain = plain_of(row)
-                typed = typed_of(row)
-                entry = pending.get(plain)
-                # The common case inline: one pending row with these text cells, typed cells
-                # echoed as sent; anything else is settled by _take_content.
-                if entry.__class__ is int and sent[entry] == typed:
-                    del pending[plain]
-                    position = entry
-                else:
-                    position = take_content(plain, typed)
-            if position is None:
-                sent_order = [row[i] for i in positions]
-                raise ResultJoinError(
-                    f"a {kind} result row matches no uploaded row (or more results than rows "
-                    f"share its values): {_preview(sent_order)}", job_id=job_id)
-            # Outcomes are built with tuple.__new__ (all eight fields, in order): one is made
-            # per record, and the named tuple's keyword constructor costs several times more.
-            if success:
-                record_id = (row[id_at] if id_at is not None else "") or None
-                if created_at is None:
-                    created = None
-                else:
-                    cell = row[created_at]
-                    created = _CREATED.get(cell)
-                    if created is None:
-                        created = _bool(cell)
-                outcomes[position] = new(Outcome, (SUCCESS, record_id, created, None, None, (),
-                                                   job_id, None))
-            elif failed:
-                record_id = (row[id_at] if id_at is not None else "") or None
-                code, message, fields = parse_error_cell(row[error_at] if error_at is not None
-                                                         else "")
-                outcomes[position] = new(Outcome, (FAILED, record_id, None, code, message,
-                                                   fields, job_id, None))
-            else:
-                outcomes[position] = unprocessed
-            taken += 1
-        return taken
+                self._take_run(shape, block, list(map(shape.plain_of, block)),
+                               list(map(shape.typed_of, block)))
+            taken += len(block)
 
     def finish(self, *, unprocessed_message: str | None = None) -> list[Outcome]:
         """Every row's outcome, in upload order.
@@ -494,8 +790,10 @@ class ResultJoiner:
         Raises:
             ResultJoinError: Some row has no result (and the job did not fail as a whole).
         """
+        if None not in self.outcomes:
+            return list(self.outcomes)  # type: ignore[arg-type]
         missing = [i for i, outcome in enumerate(self.outcomes) if outcome is None]
-        if missing and unprocessed_message is None:
+        if unprocessed_message is None:
             raise ResultJoinError(
                 f"{len(missing)} of {self.rows} uploaded rows have no result row (first: row "
                 f"{missing[0] + 1})", job_id=self.job_id)
