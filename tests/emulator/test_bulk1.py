@@ -697,6 +697,12 @@ def test_csv_query_is_split_into_result_files(emulator_factory) -> None:
         page = client.get(f"/job/{job_id}/batch/{batch_id}/result/{rid}")
         assert page.headers["Content-Type"] == "text/csv; charset=UTF-8"
         pages.append(page.text)
+        # Uncompressed, a file's known length is sent as Content-Length, not chunked.
+        plain = client.get(f"/job/{job_id}/batch/{batch_id}/result/{rid}",
+                           **{"Accept-Encoding": "identity"})
+        assert plain.headers["Content-Length"] == str(len(plain.content))
+        assert "Transfer-Encoding" not in plain.headers
+        assert plain.text == page.text
     rows = [f'"{ids[i]}","Account {i:03d}","{i}"\n' for i in range(5)]
     header = '"Id","Name","NumberOfEmployees"\n'
     assert pages == [header + rows[0] + rows[1], header + rows[2] + rows[3], header + rows[4]]
