@@ -37,6 +37,8 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from itertools import repeat
+from operator import itemgetter
 from typing import IO, Any, NamedTuple
 from xml.sax.saxutils import escape
 
@@ -335,22 +337,51 @@ def parse_batch_results(data: bytes, content_type: str | None = None) -> list[Ro
     if header is None:
         return []
     index = {name.lower(): i for i, name in enumerate(header)}
-    out = []
-    for row in rows_iter:
+    rows = list(rows_iter)
+    if not rows:
+        return []
+    # Column by column by C loops (one RowResult per ingested record, so no Python per row in
+    # the usual case); each column gives what reading it cell by cell would.
+    shortest = min(map(len, rows))
 
-        def cell(name: str, row: list[str] = row) -> str:
-            i = index.get(name)
-            return row[i] if i is not None and i < len(row) else ""
+    def column(name: str) -> list[str]:
+        at = index.get(name)
+        if at is None:
+            return [""] * len(rows)
+        if at < shortest:
+            return list(map(itemgetter(at), rows))
+        return [row[at] if at < len(row) else "" for row in rows]
 
-        out.append(
-            RowResult(
-                cell("id") or None,
-                _bool(cell("success")),
-                _bool(cell("created")),
-                cell("error") or None,
-            )
-        )
-    return out
+    ids = _none_if_empty(column("id"))
+    errors = _none_if_empty(column("error"))
+    return list(map(tuple.__new__, repeat(RowResult),
+                    zip(ids, _bools(column("success")), _bools(column("created")), errors,
+                        strict=True)))
+
+
+#: Result cells as Salesforce writes them -> what :func:`_bool` reads.
+_BOOL_CELLS = {"true": True, "false": False}
+
+
+def _bools(cells: list[str]) -> list[bool]:
+    """:func:`_bool` of every cell (by a dict look-up when they are spelled as usual)."""
+    flags = list(map(_BOOL_CELLS.get, cells))
+    if None in flags:
+        if cells.count("") == len(cells):  # no such column
+            return [False] * len(cells)
+        return [_bool(cell) for cell in cells]
+    return flags  # type: ignore[return-value]
+
+
+def _none_if_empty(cells: list[str]) -> list[str | None]:
+    """``[cell or None for cell in cells]``, without the loop when no cell (or every one) is
+    empty."""
+    empty = cells.count("")
+    if not empty:
+        return cells  # type: ignore[return-value]
+    if empty == len(cells):
+        return [None] * empty
+    return [cell or None for cell in cells]
 
 
 # --------------------------------------------------------------------------------------------
