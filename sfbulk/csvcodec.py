@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import partial
-from operator import is_not, itemgetter
+from operator import is_, is_not, itemgetter
 from typing import Any, Final
 
 from sfbulk.schema import value_kind
@@ -941,6 +941,7 @@ _NONE_NULL: Final[dict[Any, Any]] = {None: NULL_CELL}
 _BOOL_CELLS_OUT: Final[dict[Any, Any]] = {True: "true", False: "false", None: NULL_CELL}
 _NONE_ZERO: Final[dict[Any, Any]] = {None: Decimal(0)}
 _not_none = partial(is_not, None)
+_is_none = partial(is_, None)
 _to_decimal: Callable[[Any], Decimal] = Decimal
 #: The shortest run worth encoding column by column; shorter ones go record by record.
 _MIN_RUN = 4
@@ -966,46 +967,58 @@ def _plan_of(field_type: str) -> _Plan:
     return _ANY_PLAN
 
 
+def _with_nulls(values: Sequence[Any], texts: Iterable[str]) -> list[str]:
+    """``texts`` with the null cell wherever the value is ``None`` (a C loop: each pair's item
+    is picked by ``value is None``, so no value needs hashing)."""
+    return list(map(tuple.__getitem__, zip(texts, itertools.repeat(NULL_CELL)),
+                    map(_is_none, values)))
+
+
 def _fast_cells(plan: _Plan, values: Sequence[Any]) -> Sequence[Any] | None:
     """:func:`_column_cells` by C loops alone, or ``None`` when the column's value types (or
-    values) are not ones the plan's loops reproduce exactly."""
+    values) are not ones the plan's loops reproduce exactly.
+
+    A NUL character in a text value is not looked for here: :func:`_quote_column` finds any
+    NUL in a column's cells, and the run goes record by record.
+    """
     kind = plan[0]
     types = set(map(type, values))
     nulls = _NoneType in types
     if kind == "text" and types <= _TEXT_TYPES:
         # encode_text passes a non-empty str through; None and "" are the null cell; the
-        # text "#N/A" and a NUL character are refused.
+        # text "#N/A" is refused.
         if NULL_CELL in values:
             return None
-        cells: Sequence[Any] = list(map(_TEXT_NULLS.get, values, values)) \
-            if nulls or "" in values else values
-        return cells if "\0" not in "".join(cells) else None
+        return list(map(_TEXT_NULLS.get, values, values)) if nulls or "" in values else values
     if kind == "bool" and types <= _BOOL_TYPES:
         return list(map(_BOOL_CELLS_OUT.__getitem__, values))
     present = list(filter(_not_none, values)) if nulls else values
     if kind in ("int", "number") and types <= _INT_TYPES:
         if kind == "int" and present and (min(present) < plan[1] or max(present) > plan[2]):
             return None
-        texts = list(map(str, values))
-        return list(map(_NONE_NULL.get, values, texts)) if nulls else texts
+        return _with_nulls(values, map(str, values)) if nulls else list(map(str, values))
     if kind == "number" and types <= _DECIMAL_TYPES:
-        # An int gives str(int), which is the plain form of Decimal(int); a finite Decimal
-        # gives format(value, "f") (_plain_decimal). Finiteness first: a signalling NaN
-        # cannot even be hashed.
+        # An int gives str(int). A Decimal gives format(value, "f") (_plain_decimal), which is
+        # str(value) when that has no exponent ("E") and is finite (no "NaN", "sNaN",
+        # "Infinity"): str writes a plain form exactly when format "f" would write the same.
+        texts = list(map(str, values))
+        shown = "".join(map(str, present)) if nulls else "".join(texts)
+        if "E" not in shown and "N" not in shown and "I" not in shown:
+            return _with_nulls(values, texts) if nulls else texts
         if not all(map(Decimal.is_finite, map(_to_decimal, present))):
             return None
         numbers = map(_to_decimal, map(_NONE_ZERO.get, values, values)) if nulls \
             else map(_to_decimal, values)
         texts = list(map(format, numbers, itertools.repeat("f")))
-        return list(map(_NONE_NULL.get, values, texts)) if nulls else texts
+        return _with_nulls(values, texts) if nulls else texts
     if kind == "number" and types <= _FLOAT_TYPES:
         # A finite float gives format(Decimal(repr(value)), "f"), which is repr(value) itself
         # whenever repr has no exponent (and no "inf"/"nan"): a plain decimal keeps its digits.
         texts = list(map(repr, values))
-        shown = "".join(map(repr, present))
+        shown = "".join(map(repr, present)) if nulls else "".join(texts)
         if "e" in shown or "n" in shown:
             return None
-        return list(map(_NONE_NULL.get, values, texts)) if nulls else texts
+        return _with_nulls(values, texts) if nulls else texts
     return None
 
 
@@ -1030,20 +1043,33 @@ def _column_cells(plan: _Plan, encode: Callable[[Any], str],
         return None
 
 
-def _quote_column(cells: Sequence[str]) -> Sequence[str]:
-    """Quote the cells of a column that need it (as :func:`quote_cell`), with C loops."""
+#: A cell that needs no quotes, between NUL separators.
+_PLAIN_BETWEEN_NULS = re.compile('\0[^",\r\n\0]*\0')
+
+
+def _quote_column(cells: Sequence[str]) -> tuple[Sequence[str], bool] | None:
+    """Quote the cells of a column that need it (as :func:`quote_cell`), with C loops.
+
+    Returns:
+        The cells and whether they are all ASCII; ``None`` when a cell holds a NUL character
+        (no encoder passes one: the text encoders refuse it, so the record path rejects it).
+    """
     text = "\0".join(cells)
+    if text.count("\0") != len(cells) - 1:
+        return None
+    ascii_only = text.isascii()
     if '"' not in text and "," not in text and "\n" not in text and "\r" not in text:
-        return cells
-    if "\0" in "".join(cells):  # cannot happen (no encoder gives a NUL), but stay exact
-        return list(map(quote_cell, cells))
+        return cells, ascii_only
     every = ('"' + text.replace('"', '""').replace("\0", '"\0"') + '"').split("\0")
-    found = list(map(_NEEDS_QUOTES.search, cells))
-    if None not in found:
-        return every
-    # Pick each cell's quoted or plain form: pair[True] is the quoted one.
+    # Every cell needs quotes when each holds the same one of the characters (the usual case:
+    # a text column whose values all hold a comma), or else when no cell lacks them all.
+    if any(all(map(str.__contains__, cells, itertools.repeat(char))) for char in '",\n\r'
+           if char in text) or _PLAIN_BETWEEN_NULS.search("\0" + text + "\0") is None:
+        return every, ascii_only
+    # Pick each cell's quoted or plain form: pair[True] is the quoted one. (The match objects
+    # are dropped as they come: a list of them would wake the cyclic GC.)
     return list(map(tuple.__getitem__, zip(cells, every, strict=True),
-                    map(bool, found)))
+                    map(bool, map(_NEEDS_QUOTES.search, cells)))), ascii_only
 
 
 def _fitting(prefix: Sequence[int], start: int, count: int, room: int, extra: int) -> int:
@@ -1376,13 +1402,14 @@ class CsvBatcher:
             for record, key in zip(rows, keys, strict=True):
                 yield from self._add_one(record, key)
             return
-        shapes = list(map(tuple, rows))
-        if shapes.count(shapes[0]) == count:
+        # Every tuple of keys made here is freed at once: holding one per record would make
+        # the cyclic GC run (over every live record) for containers that cannot form a cycle.
+        if len(set(map(tuple, rows))) == 1:
             bounds = [(0, count)]
         else:
             bounds = []
             first = 0
-            for _, group in itertools.groupby(range(count), shapes.__getitem__):
+            for _, group in itertools.groupby(map(tuple, rows)):
                 last = first + sum(1 for _ in group)
                 bounds.append((first, last))
                 first = last
@@ -1394,31 +1421,38 @@ class CsvBatcher:
             yield from self._add_run(rows[first:last], keys[first:last])
 
     def _encode_run(self, shape: _Shape, rows: list[dict[str, Any]],
-                    ) -> tuple[list[Sequence[str]], list[str], list[int], list[int]] | None:
+                    ) -> tuple[list[Sequence[str]], list[str], list[int], list[int],
+                               list[int]] | None:
         """Encode a run of records with ``shape``'s keys column by column.
 
         Returns:
             The run's quoted cells by column, each record's own line (its cells joined, as
-            :meth:`_add_plain` makes it before any layout), the prefix sums of the lines'
-            characters and of their UTF-8 bytes; or ``None`` when some value does not encode or
-            some text is not valid UTF-8, for the record-by-record path to reject in place.
+            :meth:`_add_plain` makes it before any layout), the lines' lengths, and the prefix
+            sums of the lines' characters and of their UTF-8 bytes; or ``None`` when some value
+            does not encode or some text is not valid UTF-8, for the record-by-record path to
+            reject in place.
         """
         columns: list[Sequence[str]] = []
-        for plan, encode, values in zip(shape.plans, shape.encoders,
-                                        zip(*map(dict.values, rows), strict=True), strict=True):
-            cells = _column_cells(plan, encode, values)
-            if cells is None:
+        ascii_only = True
+        for key, plan, encode in zip(rows[0], shape.plans, shape.encoders, strict=True):
+            # One column at a time, by key: transposing with zip(*map(dict.values, rows))
+            # would hold a view object per record, and their number would wake the cyclic GC.
+            cells = _column_cells(plan, encode, list(map(itemgetter(key), rows)))
+            quoted = None if cells is None else _quote_column(cells)
+            if quoted is None:
                 return None
-            columns.append(_quote_column(cells))
+            columns.append(quoted[0])
+            ascii_only = ascii_only and quoted[1]
         lines = list(map(",".join, zip(*columns, strict=True)))
-        chars = list(itertools.accumulate(map(len, lines), initial=0))
-        if all(map(str.isascii, map("".join, columns))):
-            return columns, lines, chars, chars
+        lengths = list(map(len, lines))
+        chars = list(itertools.accumulate(lengths, initial=0))
+        if ascii_only:
+            return columns, lines, lengths, chars, chars
         try:
             sizes = list(itertools.accumulate(map(len, map(str.encode, lines)), initial=0))
         except UnicodeEncodeError:  # lone surrogates: the full path names the field
             return None
-        return columns, lines, chars, sizes
+        return columns, lines, lengths, chars, sizes
 
     def _add_run(self, rows: list[dict[str, Any]],
                  keys: list[Any]) -> Iterator[CsvBatch | RejectedRecord]:
@@ -1439,13 +1473,12 @@ class CsvBatcher:
             for record, key in zip(rows, keys, strict=True):
                 yield from self._add_one(record, key)
             return
-        columns, lines, chars, sizes = encoded
+        columns, lines, lengths, chars, sizes = encoded
         names = shape.names
         total = len(rows)
         plain = self._plain_chars
-        if max(map(int.__sub__, chars[1:], chars)) > plain:
-            long = [n for n, (low, high) in enumerate(itertools.pairwise(chars))
-                    if high - low > plain]
+        if max(lengths) > plain:
+            long = [n for n, length in enumerate(lengths) if length > plain]
         else:
             long = []
         long.append(total)

@@ -191,6 +191,25 @@ def test_runs_give_what_add_gives_under_any_limits(rows: list[dict[str, Any]],
     assert_same(lambda: CsvBatcher(resolve, tz=UTC, **limits), items, keyed)
 
 
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(["currency", "double", "int", "long", "string", "boolean"]),
+       values=st.lists(st.one_of(st.decimals(), st.decimals(places=2), st.integers(),
+                                 st.floats(), st.none()), min_size=1, max_size=12)
+       | st.lists(st.decimals(allow_nan=False, allow_infinity=False)
+                  | st.integers(-(2**70), 2**70) | st.none(), min_size=1, max_size=12)
+       | st.lists(st.floats(allow_nan=False) | st.none(), min_size=1, max_size=12))
+def test_a_column_of_numbers_is_what_the_encoder_gives(kind: str, values: list[Any]) -> None:
+    from sfbulk.csvcodec import _column_cells, _plan_of, _raw_encoder
+
+    encode = _raw_encoder(kind, UTC)
+    try:
+        expected: Any = [encode(value) for value in values]
+    except ValueError:
+        expected = None
+    got = _column_cells(_plan_of(kind), encode, values)
+    assert got == expected if got is None or expected is None else list(got) == expected
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=runs(max_runs=3, max_run=60))
 def test_runs_give_what_add_gives_under_default_limits(rows: list[dict[str, Any]]) -> None:
