@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import operator
 import re
 import sqlite3
 import threading
@@ -619,6 +620,20 @@ def _holds_nul(values: Sequence[Any]) -> bool:
     return False
 
 
+def _sql_literal(value: Any) -> str | None:
+    """``value`` as an SQL literal that stores exactly what binding it would, or None when it
+    is of a kind better bound (floats, bytes, text with NUL)."""
+    if value is None:
+        return "NULL"
+    if type(value) is bool:
+        return "1" if value else "0"
+    if type(value) is int:
+        return str(value)
+    if type(value) is str and "\x00" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    return None
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -1165,6 +1180,10 @@ class Org:
                 for key in row:
                     order.setdefault(key)
         plan = self._plan(obj, op, tuple(order))
+        if op == "insert":
+            clean = self._clean_create_columns(plan, rows, tuple(order))
+            if clean is not None:
+                return self._create_clean(obj, clean, len(rows))
         work = self._parse_rows(plan, op, rows)
         with self._lock:
             self._conn.execute("BEGIN")
@@ -1181,6 +1200,61 @@ class Org:
             else RecordResult(w.record_id, True, w.created, [])
             for w in work
         ]
+
+    def _clean_create_columns(
+        self, plan: _Plan, rows: Sequence[dict[str, Any]], keys: tuple[str, ...]
+    ) -> dict[str, list[Any]] | None:
+        """An insert batch's values by field name when every row of it would be saved as sent,
+        else None (the batch then takes the row-by-row path).
+
+        That is the common load: every row has the same columns, each a plain text or email
+        field the user may create, every value a non-empty string within the field's length
+        (an address for email), every required field among them, none unique. The checks are
+        those :meth:`_parse_rows` and :meth:`_save` would make, done a whole column at a time,
+        so the batch is stored exactly as the general path would store it.
+        """
+        obj = plan.obj
+        if not rows or not keys or not obj.key_prefix or set(map(len, rows)) != {len(keys)}:
+            return None  # every row's keys are among ``keys``: equal counts mean equal keys
+        handlers = plan.handlers("insert")
+        columns: dict[str, list[Any]] = {}
+        for key in keys:
+            kind, name, _, blocked, is_ref, is_bool, _ = handlers[key]
+            email = plan.fast_email.get(key, 0)
+            limit = plan.fast_text.get(key, 0) or email
+            if kind != _FIELD or blocked or is_ref or is_bool or not limit or name in columns:
+                return None
+            column = list(map(operator.itemgetter(key), rows))
+            if set(map(type, column)) != {str}:
+                return None
+            lengths = set(map(len, column))
+            if 0 in lengths or max(lengths) > limit:
+                return None
+            if email and not all(map(_EMAIL.match, column)):
+                return None
+            columns[name] = column
+        for fdef in _required_fields(obj):
+            if fdef.name not in columns and not fdef.defaulted_on_create:
+                return None
+        for fdef in obj.fields.values():
+            if fdef.unique and fdef.name in columns:
+                return None
+        return columns
+
+    def _create_clean(
+        self, obj: SObjectDef, columns: dict[str, list[Any]], count: int
+    ) -> list[RecordResult]:
+        """Insert a batch :meth:`_clean_create_columns` passed: every row is created."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                ids = self._create_rows(obj, columns, count)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                self._sequences.clear()
+                raise
+        return [RecordResult(new_id, True, True, []) for new_id in ids]
 
     def _upsert_key(self, obj: SObjectDef, name: str | None) -> FieldDef:
         if not name:
@@ -1727,22 +1801,36 @@ class Org:
             for w in creates:
                 w.fail("INVALID_TYPE", f"Entity '{obj.name}' is not supported for creation")
             return
-        now = self.now()
-        ids = _fast_ids(obj.key_prefix, self._next_numbers(obj.key_prefix, len(creates)))
         given: set[str] = set().union(*[w.values for w in creates])
-        columns = self._insert_columns(obj, given)
+        ids = self._create_rows(
+            obj, {name: [w.values.get(name) for w in creates] for name in given}, len(creates)
+        )
+        for w, new_id in zip(creates, ids, strict=True):
+            w.record_id = new_id
+            w.created = True
+
+    def _create_rows(self, obj: SObjectDef, given: dict[str, list[Any]], count: int) -> list[str]:
+        """Insert ``count`` new records from the given values by field name (None: not given,
+        so the default or system value); returns their new ids in order."""
+        prefix = obj.key_prefix
+        assert prefix, f"{obj.name} has no key prefix"
+        now = self.now()
+        ids = _fast_ids(prefix, self._next_numbers(prefix, count))
+        columns = self._insert_columns(obj, set(given))
         position = {name: i for i, name in enumerate(columns.names)}
         autos_by_name = [
-            (f.name, self._auto_numbers(obj, f, len(creates)))
+            (f.name, self._auto_numbers(obj, f, count))
             for f in obj.fields.values()
             if f.auto_number and f.name in position
         ]
         # Assemble column by column and zip into rows: far cheaper than filling each row.
-        count = len(creates)
         defaults = columns.defaults
         system = self._system_values(obj, now)
         auto_columns = dict(autos_by_name)
         column_values: list[Any] = []
+        # Columns holding one value for every row (system fields, defaults) go into the
+        # statement as literals: fewer values to bind per row.
+        constants: dict[int, tuple[str, list[Any]]] = {}
         for name in columns.names:
             if name == "Id":
                 column_values.append(ids)
@@ -1750,22 +1838,32 @@ class Org:
                 column_values.append(auto_columns[name])
             elif name in given:
                 fallback = defaults.get(name, system.get(name))
+                values = given[name]
                 if fallback is None:
-                    column_values.append([w.values.get(name) for w in creates])
+                    column_values.append(values)
                 else:
-                    column_values.append(
-                        [fallback if (v := w.values.get(name)) is None else v for w in creates]
-                    )
+                    column_values.append([fallback if v is None else v for v in values])
             else:
                 value = defaults[name] if name in defaults else system.get(name)
                 column_values.append([value] * count)
+                literal = _sql_literal(value)
+                if literal is not None:
+                    constants[len(column_values) - 1] = (literal, column_values[-1])
         self._derive_columns(obj, position, column_values)
         self._note_values(column_values)
-        records = list(zip(*column_values, strict=True))
-        for w, new_id in zip(creates, ids, strict=True):
-            w.record_id = new_id
-            w.created = True
-        self._conn.executemany(columns.sql, records)
+        marks: list[str] = []
+        bound: list[list[Any]] = []
+        for index, values in enumerate(column_values):
+            constant = constants.get(index)
+            if constant is not None and constant[1] is values:  # not replaced by a derivation
+                marks.append(constant[0])
+            else:
+                marks.append("?")
+                bound.append(values)
+        sql = (f"INSERT INTO {_quote(obj.name)} ({', '.join(map(_quote, columns.names))}) "
+               f"VALUES ({', '.join(marks)})")
+        self._conn.executemany(sql, zip(*bound, strict=True))
+        return ids
 
     def _derive_columns(
         self, obj: SObjectDef, position: dict[str, int], columns: list[list[Any]]
