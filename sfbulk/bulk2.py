@@ -30,16 +30,18 @@ state, and :meth:`Bulk2.query` / :meth:`Bulk2.ingest` abort their job on any fai
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from typing import IO, Any
 
 # The job-record field readers are the same for both APIs' JSON.
 from sfbulk.bulk1 import QueryStream, _api_version, _int
-from sfbulk.csvcodec import iter_csv_rows
+from sfbulk.csvcodec import NO_RECORDS_BODY, iter_csv_rows
 from sfbulk.errors import (
     JobFailedError,
     JobTimeoutError,
@@ -178,7 +180,29 @@ def _iter_pages(body: IO[bytes], rows: int = _PAGE_ROWS) -> Iterator[list[list[s
         SalesforceError: A row is not as wide as the header (the rows before it are yielded
             first, as row-by-row reading would).
     """
-    cells = iter_csv_rows(iter(lambda: body.read(_CHUNK), b""))
+    text = None
+    if isinstance(body, io.IOBase):
+        # The reader straight over the file (what iter_csv_rows does, without a Python step
+        # between the reader and the rows).
+        text = io.TextIOWrapper(body, encoding="utf-8-sig", newline="")  # type: ignore[arg-type]
+        first = text.readline()
+        if not first or first.strip() == NO_RECORDS_BODY:
+            text.detach()  # the body stays open: its owner closes it
+            return
+        cells: Iterator[list[str]] = filter(
+            None, csv.reader(chain((first,), text), strict=True))
+    else:
+        cells = iter_csv_rows(iter(lambda: body.read(_CHUNK), b""))
+    try:
+        yield from _pages_of(cells, rows)
+    finally:
+        # Left early, the body may be closed already (and a closed wrapper cannot detach).
+        if text is not None and not body.closed:
+            text.detach()
+
+
+def _pages_of(cells: Iterator[list[str]], rows: int) -> Iterator[list[list[str]]]:
+    """:func:`_iter_pages` from rows of cells, its header first."""
     header = next(cells, None)
     if header is None:
         return
