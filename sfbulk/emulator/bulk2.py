@@ -859,6 +859,16 @@ def _ingest_rows(
                 if not message.startswith("InvalidBatch"):
                     message = f"InvalidBatch : {message}"
                 raise _JobFailure(message) from exc
+            block = None if typed or bad_cells else _success_lines(rows, results, d, nl)
+            if block is not None:
+                # Every row saved and no cell holds a quote: the lines csv.writer would write,
+                # joined without a Python step per row.
+                successful.extend_block(block, None, len(rows))
+                with job.lock:
+                    job.processed += len(rows)
+                    job.total_processing_ms = int((time.monotonic() - started) * 1000)
+                    job.touch()
+                continue
             for row, result in zip(rows, results, strict=True):
                 if result.success:
                     echoed = row
@@ -892,6 +902,35 @@ def _ingest_rows(
     with job.lock:
         if job.state == "InProgress":
             job.set_state("JobComplete")
+
+
+_RESULT_ID = operator.attrgetter("id")
+_RESULT_SUCCESS = operator.attrgetter("success")
+_RESULT_CREATED = operator.attrgetter("created")
+_TRUE_FALSE = {True: "true", False: "false"}
+
+
+def _success_lines(rows: list[list[str]], results: list[Any], delimiter: str,
+                   newline: str) -> bytes | None:
+    """The successfulResults lines of a sub-batch (``sf__Id``, ``sf__Created``, the row as sent,
+    every cell quoted) when every row was saved and no cell holds a quote, else None.
+
+    Built with joins over the whole sub-batch; the quote count proves no cell needed its quotes
+    doubled, so the bytes are those ``csv.writer`` with ``QUOTE_ALL`` gives.
+    """
+    if not rows or len(rows) != len(results) or not all(map(_RESULT_SUCCESS, results)):
+        return None
+    ids = list(map(_RESULT_ID, results))
+    if None in ids:
+        return None
+    joint = '"' + delimiter + '"'
+    created = map(_TRUE_FALSE.__getitem__, map(_RESULT_CREATED, results))
+    heads = map(joint.join, zip(ids, created, strict=True))
+    lines = map(joint.join, zip(heads, map(joint.join, rows), strict=True))
+    text = '"' + ('"' + newline + '"').join(lines) + '"' + newline
+    if text.count('"') != 2 * (sum(map(len, rows)) + 2 * len(rows)):
+        return None  # a cell holds a quote: csv.writer doubles it
+    return text.encode("utf-8")
 
 
 def _all_full_rows(chunk: list[list[str] | BadRow], width: int, check_sizes: bool) -> bool:

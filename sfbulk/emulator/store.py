@@ -927,6 +927,9 @@ class Org:
                 fdef = obj.field(key)
                 given[fdef.name if fdef is not None else key] = key
             column_values: list[Any] = []
+            # Stored values come from the rows or are one value per column (ids, auto numbers
+            # and derived values hold no NUL of their own): only those are checked for NUL.
+            checked: list[Sequence[Any]] = []
             for name in columns.names:
                 fallback = columns.defaults.get(name, system.get(name))
                 if name in given:
@@ -937,8 +940,10 @@ class Org:
                         column_values.append(
                             [fallback if (v := row.get(key)) is None else v for row in rows]
                         )
+                    checked.append(column_values[-1])
                 else:
                     column_values.append([fallback] * count)
+                    checked.append((fallback,))
             ids = column_values[position["Id"]]
             missing = [i for i, value in enumerate(ids) if not value]
             if missing:
@@ -956,7 +961,7 @@ class Org:
             self._derive_columns(obj, position, column_values)
             records = list(zip(*column_values, strict=True))
             out_ids = list(ids)
-            self._note_values(column_values)
+            self._note_values(checked)
             self._conn.execute("BEGIN")
             try:
                 self._conn.executemany(columns.sql, records)
@@ -1831,6 +1836,9 @@ class Org:
         # Columns holding one value for every row (system fields, defaults) go into the
         # statement as literals: fewer values to bind per row.
         constants: dict[int, tuple[str, list[Any]]] = {}
+        # Only given values and the one value of a constant column can hold NUL: ids, auto
+        # numbers and derived values (made of given ones) have none of their own.
+        checked: list[Sequence[Any]] = list(given.values())
         for name in columns.names:
             if name == "Id":
                 column_values.append(ids)
@@ -1846,11 +1854,12 @@ class Org:
             else:
                 value = defaults[name] if name in defaults else system.get(name)
                 column_values.append([value] * count)
+                checked.append((value,))
                 literal = _sql_literal(value)
                 if literal is not None:
                     constants[len(column_values) - 1] = (literal, column_values[-1])
         self._derive_columns(obj, position, column_values)
-        self._note_values(column_values)
+        self._note_values(checked)
         marks: list[str] = []
         bound: list[list[Any]] = []
         for index, values in enumerate(column_values):
