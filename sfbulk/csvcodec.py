@@ -1396,7 +1396,7 @@ class CsvBatcher:
         start = self._position
         if keys is None:
             keys = list(range(start, start + count))
-        elif None in keys:
+        elif any(map(_is_none, keys)):  # by identity, as add() tells a missing key
             keys = [start + n if key is None else key for n, key in enumerate(keys)]
         if not set(map(type, rows)) <= {dict}:
             for record, key in zip(rows, keys, strict=True):
@@ -1593,7 +1593,8 @@ class CsvBatcher:
                 pad = "," * (width - columns)
                 lines[start:stop] = [line + pad for line in lines[start:stop]]
         eol = self.line_ending
-        text = eol.join([",".join(batch.columns), *lines]) + eol
+        # The empty last item gives the final line ending without copying the text again.
+        text = eol.join([",".join(batch.columns), *lines, ""])
         names = list(batch.index)
         sequence = self._sequence
         self._sequence += 1
