@@ -656,13 +656,33 @@ def parse_pk_chunking(header: str | None) -> PkChunking | None:
 # Ingest payloads: CSV, JSON, XML, zip
 
 
-@dataclass
 class ParsedBatch:
     """Records of an ingest batch: ``rows[i]`` is a dict for Org.write, or the error that row
-    failed with while parsing (``(status_code, message, fields)``)."""
+    failed with while parsing (``(status_code, message, fields)``).
 
-    rows: list[dict[str, Any] | tuple[str, str, tuple[str, ...]]]
-    columns: list[str]
+    A CSV batch whose every record is full (every cell sent, none ``#N/A``) keeps its records
+    as ``table`` (cells in ``columns`` order, for ``Org.write_rows``); ``rows`` is then built
+    from it only when asked for.
+    """
+
+    def __init__(
+        self,
+        rows: list[dict[str, Any] | tuple[str, str, tuple[str, ...]]] | None,
+        columns: list[str],
+        table: list[list[str]] | None = None,
+    ) -> None:
+        if rows is None and table is None:
+            raise ValueError("a parsed batch needs its rows or its table")
+        self._rows = rows
+        self.columns = columns
+        self.table = table
+
+    @property
+    def rows(self) -> list[dict[str, Any] | tuple[str, str, tuple[str, ...]]]:
+        if self._rows is None:
+            assert self.table is not None
+            self._rows = list(map(dict, map(zip, itertools.repeat(self.columns), self.table)))
+        return self._rows
 
 
 def _check_header(header: list[str]) -> None:
@@ -740,10 +760,7 @@ def parse_csv_batch(data: bytes) -> ParsedBatch:
     if _all_full_rows(body, width, surely_within):
         # Every row well formed, of the header's width, without an empty or #N/A cell and
         # within the limits: the rows the loop below would build, built in C.
-        return ParsedBatch(
-            list(map(dict, map(zip, itertools.repeat(header), body))),
-            list(header),
-        )
+        return ParsedBatch(None, list(header), body)  # type: ignore[arg-type]  # all lists
     rows: list[dict[str, Any] | tuple[str, str, tuple[str, ...]]] = []
     for record in body:
         if isinstance(record, BadRow):
@@ -1478,6 +1495,12 @@ def _process_ingest(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk1Ba
         parsed = parse_zip_batch(batch.request, job.data_format, obj)
     else:
         parsed = _PARSERS[job.data_format](batch.request)
+    table = parsed.table
+    if table is not None and (job.serial or not _writes_parents(obj, parsed.columns)):
+        # Full CSV records writing no parent: nothing to lock, so the records go to the
+        # store as they are, without a dict per row.
+        _ingest_table(state, engine, job, batch, started, parsed.columns, table)
+        return
     rows = parsed.rows
     parents = parent_keys(obj, rows) if not job.serial else [frozenset()] * len(rows)
     batch_parents = frozenset().union(*parents) if parents else frozenset()
@@ -1533,6 +1556,40 @@ def _process_ingest(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk1Ba
         _finish_batch(job, batch, started, "Completed")
     finally:
         job.active_parents.release(batch_parents)
+
+
+def _writes_parents(obj: Any, columns: Sequence[str]) -> bool:
+    """Whether any of these columns names a parent (a reference field or ``Rel.Field``)."""
+    for name in columns:
+        definition = obj.field(name) if obj is not None and "." not in name else None
+        if "." in name or (definition is not None and definition.type == "reference"):
+            return True
+    return False
+
+
+def _ingest_table(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk1Batch,
+                  started: datetime, header: list[str], table: list[list[str]]) -> None:
+    """:func:`_process_ingest` for full CSV records that write no parent (no lock errors)."""
+    from sfbulk.emulator.store import BatchError
+
+    forced = _apply_faults(state, engine)
+    if forced is not None:
+        raise BatchFailure(forced)
+    try:
+        outcomes = state.org.write_rows(
+            job.object, job.operation, header, table, external_id_field=job.external_id_field
+        )
+    except BatchError as exc:
+        message = str(getattr(exc, "message", None) or exc)
+        if not message.startswith("InvalidBatch"):
+            message = f"InvalidBatch : {message}"
+        raise BatchFailure(message) from None
+    results = encode_ingest_results(outcomes, job.data_format)
+    with job.lock:
+        batch.results = results
+        batch.records_processed = len(outcomes)
+        batch.records_failed = len(outcomes) - sum(map(_SUCCESS, outcomes))
+    _finish_batch(job, batch, started, "Completed")
 
 
 def _soql_text(batch: Bulk1Batch) -> str:

@@ -808,11 +808,17 @@ def _ingest_rows(
             payload: list[dict[str, Any]] = []
             ok_cells: list[list[str]] = []
             bad_cells: list[list[str]] = []
+            locks = _lock_errors_on(state)
+            table: list[list[str]] | None = None
             if not delete_like and _all_full_rows(chunk, width, check_sizes):
-                # The common sub-batch: every row a full record, built without a Python step
-                # per row into what the loop below would build.
+                # The common sub-batch: every row a full record, handed to the store as its
+                # cells (or, to be checked for lock errors, built without a Python step per row
+                # into the records the loop below would build).
                 rows = chunk  # type: ignore[assignment]  # every row a list, checked
-                payload = list(map(dict, map(zip, repeat(header), chunk)))
+                if locks:
+                    payload = list(map(dict, map(zip, repeat(header), chunk)))
+                else:
+                    table = rows
                 chunk_rows: list[list[str] | BadRow] = []
             else:
                 chunk_rows = chunk
@@ -843,16 +849,18 @@ def _ingest_rows(
                     }
                 rows.append(row)
                 payload.append(record)
-            if payload and _lock_errors_on(state):
+            if payload and locks:
                 rows, payload = _lock_contended(state, held, obj, rows, payload, bad_cells)
             try:
-                results = (
-                    org.write(
+                if table is not None:
+                    results = org.write_rows(job.object, job.operation, header, table,
+                                             external_id_field=job.external_id_field)
+                elif payload:
+                    results = org.write(
                         job.object, job.operation, payload, external_id_field=job.external_id_field
                     )
-                    if payload
-                    else []
-                )
+                else:
+                    results = []
             except BatchError as exc:
                 leftover(chunk)
                 message = str(exc)

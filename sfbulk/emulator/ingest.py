@@ -27,6 +27,7 @@ import codecs
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import repeat
 from typing import Any
 
 from sfbulk.emulator.faults import lock_error_message
@@ -146,11 +147,15 @@ def iter_csv(text: str, delimiter: str = ",") -> Iterator[list[str] | BadRow]:
         quote = text.find('"', pos)
         stop = n if quote < 0 else text.rfind("\n", pos, quote) + 1
         if stop > pos:
-            for line in text[pos:stop].split("\n"):
-                if line.endswith("\r"):
-                    line = line[:-1]
-                if line:
-                    yield line.split(delimiter)
+            section = text[pos:stop]
+            if "\r" in section:
+                for line in section.split("\n"):
+                    if line.endswith("\r"):
+                        line = line[:-1]
+                    if line:
+                        yield line.split(delimiter)
+            else:  # LF only: every non-empty line split in C
+                yield from map(str.split, filter(None, section.split("\n")), repeat(delimiter))
             pos = stop
             continue
         start = pos

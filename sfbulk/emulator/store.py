@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from itertools import repeat
 from typing import Any
 
 from sfbulk.emulator.metadata import Catalog, FieldDef, SObjectDef, standard_catalog
@@ -1185,8 +1186,11 @@ class Org:
                 for key in row:
                     order.setdefault(key)
         plan = self._plan(obj, op, tuple(order))
-        if op == "insert":
-            clean = self._clean_create_columns(plan, rows, tuple(order))
+        # Every row's keys are among ``order``: rows of its length all have the same keys.
+        if op == "insert" and rows and set(map(len, rows)) == {len(order)}:
+            clean = self._clean_create_columns(
+                plan, {key: list(map(operator.itemgetter(key), rows)) for key in order}
+            )
             if clean is not None:
                 return self._create_clean(obj, clean, len(rows))
         work = self._parse_rows(plan, op, rows)
@@ -1206,11 +1210,46 @@ class Org:
             for w in work
         ]
 
+    def write_rows(
+        self,
+        object_name: str,
+        operation: str,
+        header: Sequence[str],
+        records: Sequence[Sequence[Any]],
+        *,
+        external_id_field: str | None = None,
+    ) -> list[RecordResult]:
+        """:meth:`write` for rows given as values in ``header`` order, each as long as the header
+        (a CSV batch whose every cell is sent; CSV's empty and ``#N/A`` cells are the caller's
+        to turn into left-out keys and None first): the same checks, results and stored values.
+
+        A clean insert is taken a column at a time without building a dict per row; anything
+        else is handed to :meth:`write` as dicts.
+        """
+        if (
+            records
+            and operation.lower() == "insert"
+            and len({name.lower() for name in header}) == len(header)
+            and set(map(len, records)) == {len(header)}
+        ):
+            obj = self._object(object_name)
+            if obj.createable:
+                plan = self._plan(obj, "insert", tuple(header))
+                values = map(list, zip(*records, strict=True))
+                clean = self._clean_create_columns(plan, dict(zip(header, values, strict=True)))
+                if clean is not None:
+                    return self._create_clean(obj, clean, len(records))
+        return self.write(
+            object_name, operation, list(map(dict, map(zip, repeat(header), records))),
+            external_id_field=external_id_field,
+        )
+
     def _clean_create_columns(
-        self, plan: _Plan, rows: Sequence[dict[str, Any]], keys: tuple[str, ...]
+        self, plan: _Plan, by_key: dict[str, list[Any]]
     ) -> dict[str, list[Any]] | None:
         """An insert batch's values by field name when every row of it would be saved as sent,
-        else None (the batch then takes the row-by-row path).
+        else None (the batch then takes the row-by-row path). ``by_key`` holds every row's
+        value of each column as sent (every row has every column).
 
         That is the common load: every row has the same columns, each a plain text or email
         field the user may create, every value a non-empty string within the field's length
@@ -1219,17 +1258,16 @@ class Org:
         so the batch is stored exactly as the general path would store it.
         """
         obj = plan.obj
-        if not rows or not keys or not obj.key_prefix or set(map(len, rows)) != {len(keys)}:
-            return None  # every row's keys are among ``keys``: equal counts mean equal keys
+        if not by_key or not obj.key_prefix:
+            return None
         handlers = plan.handlers("insert")
         columns: dict[str, list[Any]] = {}
-        for key in keys:
+        for key, column in by_key.items():
             kind, name, _, blocked, is_ref, is_bool, _ = handlers[key]
             email = plan.fast_email.get(key, 0)
             limit = plan.fast_text.get(key, 0) or email
             if kind != _FIELD or blocked or is_ref or is_bool or not limit or name in columns:
                 return None
-            column = list(map(operator.itemgetter(key), rows))
             if set(map(type, column)) != {str}:
                 return None
             lengths = set(map(len, column))

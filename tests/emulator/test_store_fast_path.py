@@ -136,7 +136,7 @@ def test_errors_in_the_middle_of_a_csv_batch(monkeypatch) -> None:
         b"D,,T\n"
     )
     results = _same(fast, slow, "Contact", parse_csv_batch(data).rows)
-    assert taken == [False]
+    assert True not in taken
     assert [r.success for r in results] == [True, False, True, True]
 
 
@@ -168,3 +168,49 @@ def test_sql_literals(value, literal) -> None:
         assert org.execute_sql(f"SELECT {literal}, typeof({literal})") == org.execute_sql(
             "SELECT ?, typeof(?)", (value, value)
         )
+
+
+# --- write_rows: cells in header order ------------------------------------------------------
+
+
+def _same_rows(fast: Org, slow: Org, obj: str, header: list[str], records: list[list[str]],
+               operation: str = "insert") -> list[Any]:
+    """``fast.write_rows`` against ``slow.write`` of the same rows as dicts."""
+    dicts = [dict(zip(header, record)) for record in records]
+    try:
+        want = slow.write(obj, operation, dicts)
+    except Exception as exc:
+        with pytest.raises(type(exc)) as got_error:
+            fast.write_rows(obj, operation, header, records)
+        assert str(got_error.value) == str(exc)
+        return []
+    got = fast.write_rows(obj, operation, header, records)
+    assert got == want
+    assert _table(fast, obj) == _table(slow, obj)
+    return got
+
+
+def test_write_rows_of_a_clean_insert(monkeypatch) -> None:
+    fast, slow, taken = _pair(monkeypatch)
+    header = ["FirstName", "LastName", "Email", "Title"]
+    records = [[f"F{n}", f"L{n}", f"p{n}@example.com", 'a "b", c'] for n in range(40)]
+    results = _same_rows(fast, slow, "Contact", header, records)
+    assert taken == [True]
+    assert len(results) == 40 and all(r.created for r in results)
+
+
+@pytest.mark.parametrize(("obj", "header", "records", "operation"), [
+    ("Contact", ["LastName", "Email"], [["A", "a@example.com"], ["B", "broken"]], "insert"),
+    ("Contact", ["LastName", "Bogus__c"], [["A", "x"]], "insert"),
+    ("Contact", ["LastName", "lastname"], [["A", "B"]], "insert"),
+    ("Contact", ["LastName", "Title"], [["A", "x"], ["B"]], "insert"),
+    ("Contact", ["Id", "LastName"], [["003000000000001AAA", "A"]], "update"),
+    ("Contact", ["LastName"], [], "insert"),
+    ("Organization", ["Name"], [["x"]], "insert"),
+    ("Nope__c", ["Name"], [["x"]], "insert"),
+])
+def test_write_rows_hands_everything_else_to_write(monkeypatch, obj, header, records,
+                                                   operation) -> None:
+    fast, slow, taken = _pair(monkeypatch)
+    _same_rows(fast, slow, obj, header, records, operation)
+    assert True not in taken
