@@ -735,7 +735,7 @@ def _all_full_rows(body: list[list[str] | BadRow], width: int, surely_within: in
         return False
     if any(map(contains, body, itertools.repeat("#N/A"))):
         return False
-    return max(map(sum, map(map, itertools.repeat(len), body))) <= surely_within
+    return max(map(len, map("".join, body))) <= surely_within
 
 
 def parse_csv_batch(data: bytes) -> ParsedBatch:

@@ -953,7 +953,7 @@ def _all_full_rows(chunk: list[list[str] | BadRow], width: int, check_sizes: boo
     if not check_sizes:
         return True
     within = min(MAX_FIELD_CHARACTERS, MAX_RECORD_CHARACTERS)
-    return max(map(sum, map(map, repeat(len), chunk))) <= within
+    return max(map(len, map("".join, chunk))) <= within
 
 
 def _wait_for_abort(job: Bulk2Job, pool: Any) -> None:

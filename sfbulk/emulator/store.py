@@ -1921,6 +1921,8 @@ class Org:
             firsts = columns[position["FirstName"]] if "FirstName" in position else None
             if firsts is None:
                 columns[position["Name"]] = list(lasts)
+            elif all(firsts) and all(lasts):  # every row has both: joined without a Python step
+                columns[position["Name"]] = list(map("{} {}".format, firsts, lasts))
             else:
                 columns[position["Name"]] = [
                     f"{first} {last}" if first and last else (first or last)
