@@ -28,12 +28,15 @@ class SingerLineReader(SimpleSingerReader):
 
     ``record_takers`` maps a stream to a function that takes its RECORD messages' records
     directly, skipping the RECORD callback (the target registers one for a stream whose
-    records need nothing else from the SDK, and clears them when streams may change).
+    records need nothing else from the SDK, and clears them when streams may change);
+    ``taken_chars`` counts the characters of the lines handed over that way, which the sinks
+    use to estimate what they hold.
     """
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
         self.record_takers: dict[t.Any, t.Callable[[dict], None]] = {}
+        self.taken_chars = 0
 
     def deserialize_json(self, line: str) -> dict:
         """Parse one line: msgspec, or the standard parser for a line msgspec refuses."""
@@ -63,6 +66,7 @@ class SingerLineReader(SimpleSingerReader):
                 take = takers.get(message.get("stream"))
                 record = message.get("record")
                 if take is not None and record.__class__ is dict:
+                    self.taken_chars += len(line)
                     take(record)
                     taken += 1
                     continue

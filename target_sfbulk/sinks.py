@@ -89,6 +89,8 @@ class SalesforceSink(BatchSink):
         self._take_step = 1
         self._take_due = 0.0
         self._bytes_per_record = 1
+        #: The reader's ``taken_chars`` when this sink last caught up (see :meth:`catch_up`).
+        self._chars_mark: int = getattr(target.message_reader, "taken_chars", 0)
         #: Background loads of this stream still running: (future, keys they write).
         self._loads: deque[tuple[Future[None], frozenset[Any]]] = deque()
         self._warned_versions = False
@@ -273,7 +275,13 @@ class SalesforceSink(BatchSink):
         self._tally.received += count
         self.tally_record_read(count)
         self.record_counter_metric.increment(count)
-        added = _held_bytes(held)
+        # What the records hold, estimated by the length of the lines they came on (counted
+        # by the reader, so lines of other streams read meanwhile count too: an overestimate).
+        chars = self._sf_target.message_reader.taken_chars  # type: ignore[attr-defined]
+        added = chars - self._chars_mark
+        self._chars_mark = chars
+        if added <= 0:  # records not handed over by the reader (tests, the first record)
+            added = _held_bytes(held)
         self._pending_bytes += added
         self._bytes_per_record = max(added // count, 1)
         if self.logger.isEnabledFor(logging.DEBUG):
