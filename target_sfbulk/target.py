@@ -417,7 +417,23 @@ class TargetSfBulk(Target):
 
     def _process_schema_message(self, message_dict: dict) -> None:
         self.settle(forget_takers=True)
+        replaced = len(self._sinks_to_clear)
         super()._process_schema_message(message_dict)
+        for sink in self._sinks_to_clear[replaced:]:
+            self._drain_replaced(sink)
+
+    def _drain_replaced(self, sink: Sink) -> None:
+        """Load what a sink replaced by a new SCHEMA holds, now, and wait for it.
+
+        The SDK keeps such a sink until the next full drain, while its successor takes the
+        stream's next records: a successor that filled first would load them before the older
+        ones (an older value of a key landing last), and children would not find parents
+        waiting there (``drain_parents`` sees active sinks only).
+        """
+        self.drain_one(sink)
+        if isinstance(sink, SalesforceSink):
+            sink.wait_loads()
+        self.check_failures()
 
     def _process_state_message(self, message_dict: dict) -> None:
         self.settle()
