@@ -452,8 +452,10 @@ class SalesforceSink(BatchSink):
         target.tally.flush()
 
     def process_batch_files(self, encoding: t.Any, files: Sequence[str]) -> None:
-        """BATCH messages: load parents' pending records first, then the files."""
+        """BATCH messages: load parents' pending records first, and this stream's own (they
+        came before the files: a key's older value must not land last), then the files."""
         self._sf_target.drain_parents(self)
+        self._sf_target.drain_one(self)
         super().process_batch_files(encoding, files)
 
     def activate_version(self, new_version: int) -> None:

@@ -6,9 +6,11 @@ records never run at once even when they name them by different keys."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 from target_sfbulk.target import TargetSfBulk
@@ -97,3 +99,21 @@ def test_parents_pending_in_a_replaced_sink_load_before_children(emulator):
     assert sorted(rows(emulator, "SELECT LastName, AccountId FROM Contact")) == [
         ("one", account[0]), ("two", account[0])]
     assert target.tally.streams()["Contact"].failed == 0
+
+
+def test_records_before_a_batch_message_load_before_its_records(emulator, tmp_path: Path):
+    add_external_id(emulator, "Account")
+    path = tmp_path / "part.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write(json.dumps({"External_Id__c": "K1", "Name": "from batch"}) + "\n")
+    states, target = run(
+        config(emulator, action="upsert"),
+        [schema("Account", ACCOUNT, ["External_Id__c"]),
+         record("Account", {"External_Id__c": "K1", "Name": "from record"}),
+         {"type": "BATCH", "stream": "Account",
+          "encoding": {"format": "jsonl", "compression": "gzip"}, "manifest": [path.as_uri()]},
+         state({"after": "batch"})])
+    assert states == [{"after": "batch"}]
+    assert rows(emulator, "SELECT Name FROM Account") == [("from batch",)]
+    tally = target.tally.streams()["Account"]
+    assert (tally.received, tally.successful) == (2, 2)
