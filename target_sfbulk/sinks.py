@@ -71,6 +71,22 @@ _DROPPED_METADATA = frozenset({"_sdc_extracted_at", "_sdc_received_at", "_sdc_ba
                                "_sdc_sequence", "_sdc_table_version", "_sdc_sync_started_at"})
 
 
+class _Keys(t.NamedTuple):
+    """The records a background load writes: the key column that names them (lower case) and
+    their normalised values; no column for inserts, which write only new records."""
+
+    column: str | None
+    values: frozenset[Any]
+
+    def clashes(self, other: _Keys) -> bool:
+        """Whether two loads may write the same record: never with an insert; by shared values
+        when both name records by the same column; always when the columns differ (an
+        upsert by external id and a delete by Id can name one record by different keys)."""
+        if self.column is None or other.column is None:
+            return False
+        return self.column != other.column or not self.values.isdisjoint(other.values)
+
+
 class SalesforceSink(BatchSink):
     """Loads one stream into one Salesforce object."""
 
@@ -92,7 +108,7 @@ class SalesforceSink(BatchSink):
         #: The reader's ``taken_chars`` when this sink last caught up (see :meth:`catch_up`).
         self._chars_mark: int = getattr(target.message_reader, "taken_chars", 0)
         #: Background loads of this stream still running: (future, keys they write).
-        self._loads: deque[tuple[Future[None], frozenset[Any]]] = deque()
+        self._loads: deque[tuple[Future[None], _Keys]] = deque()
         self._warned_versions = False
         self.object_name = stream_name
         self.references: set[str] = set()
@@ -379,17 +395,17 @@ class SalesforceSink(BatchSink):
             self._load(steps, rows, records)
             return
         # Room for this load: at most max_parallel_jobs of the stream's loads at once, and
-        # none that writes a record this batch writes.
+        # none that may write a record this batch writes.
         while self._loads and (len(self._loads) >= target.max_parallelism or any(
-                not keys.isdisjoint(running) for _, running in self._loads)):
+                keys.clashes(running) for _, running in self._loads)):
             self._loads[0][0].result()
             self._collect_done_loads()
         self._loads.append((target.load_pool.submit(self._load, steps, rows, records), keys))
 
     def _overlaps(self, steps: list[tuple[str, list[int]]], rows: Sequence[Mapping[str, Any]],
-                  self_referencing: bool) -> frozenset[Any] | None:
+                  self_referencing: bool) -> _Keys | None:
         """The keys this batch writes when its load may run beside the stream's other loads
-        (an empty set for inserts, which clash with nothing), or ``None`` when it must run
+        (none for inserts, which clash with nothing), or ``None`` when it must run
         alone: one job at a time (``max_parallel_jobs`` 1, Serial mode), source deletes mixed
         in, rows naming parents of their own object (a later batch could name a row of this
         one), or a keyed operation whose rows lack their key."""
@@ -399,13 +415,15 @@ class SalesforceSink(BatchSink):
             return None
         operation = steps[0][0]
         if operation == "insert":
-            return frozenset()
+            return _Keys(None, frozenset())
         column = self.external_id_field if operation == "upsert" else "Id"
+        if not column:
+            return None
         normal = self.mapper.key_normaliser(column)
-        values = [row.get(column) for row in rows] if column else []
+        values = [row.get(column) for row in rows]
         if not values or None in values or "" in values:
             return None
-        return frozenset(map(normal, values))
+        return _Keys(column.lower(), frozenset(map(normal, values)))
 
     def _collect_done_loads(self) -> None:
         """Forget finished background loads, oldest first, raising a load's error here."""

@@ -117,3 +117,29 @@ def test_records_before_a_batch_message_load_before_its_records(emulator, tmp_pa
     assert rows(emulator, "SELECT Name FROM Account") == [("from batch",)]
     tally = target.tally.streams()["Account"]
     assert (tally.received, tally.successful) == (2, 2)
+
+
+def test_deletes_and_upserts_of_the_same_records_never_load_at_once(emulator):
+    # Batch 1 deletes two accounts by Id; batch 2 upserts them by external id. The keys differ
+    # in kind (Id, External_Id__c) but name the same records, so the loads must not overlap:
+    # the upserts run after the deletes and create the accounts anew.
+    add_external_id(emulator, "Account")
+    emulator.state.org.insert_raw("Account", [{"Name": "first", "External_Id__c": "K1"},
+                                              {"Name": "second", "External_Id__c": "K2"}])
+    ids = dict(rows(emulator, "SELECT External_Id__c, Id FROM Account"))
+    emulator.state.faults.configure({"processing_delay_seconds": 0.3})
+    props = {**ACCOUNT, "Id": {"type": "string"}, "_sdc_deleted_at": {"type": ["null", "string"]}}
+    messages = [schema("Account", props, ["External_Id__c"])]
+    messages += [record("Account", {"Id": ids[key], "External_Id__c": key,
+                                    "_sdc_deleted_at": "2024-01-01T00:00:00Z"})
+                 for key in ("K1", "K2")]
+    messages += [record("Account", {"External_Id__c": key, "Name": f"again {key}"})
+                 for key in ("K1", "K2")]
+    target, watch, _ = _run(config(emulator, action="upsert", batch_size_rows=2,
+                                   max_parallel_jobs=4), messages)
+    assert all(len(ops) == 1 for ops in watch.together), watch.together
+    stored = sorted(rows(emulator, "SELECT External_Id__c, Name, Id FROM Account"))
+    assert [(key, name) for key, name, _ in stored] == [("K1", "again K1"), ("K2", "again K2")]
+    assert {row[2] for row in stored}.isdisjoint(ids.values())
+    tally = target.tally.streams()["Account"]
+    assert (tally.received, tally.successful) == (4, 4)
