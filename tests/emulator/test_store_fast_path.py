@@ -214,3 +214,21 @@ def test_write_rows_hands_everything_else_to_write(monkeypatch, obj, header, rec
     fast, slow, taken = _pair(monkeypatch)
     _same_rows(fast, slow, obj, header, records, operation)
     assert True not in taken
+
+
+@pytest.mark.parametrize("column", [
+    ["a@b.c"], ["a@b.c\n"], ["a@b"], ["a b@c.d"], ["a@b.c", "x@y.z"], ["@b.c"], ["a@@b.c"],
+    ["a@b.c\nd@e.f"], ["a@b..c"], ["é@ü.com"], ["a@b.c\t"], ["a@b.c", "a@b.c\n"], [""],
+    ["a@b.c", ""], ["x@y.z\r"], ["a.b@c"], ["a@.c"], ["a@b.", "q@r.s"],
+])
+def test_a_column_of_emails_is_checked_as_value_by_value(column) -> None:
+    from sfbulk.emulator.store import _EMAIL, _all_emails
+
+    assert _all_emails(column) == all(map(_EMAIL.match, column))
+
+
+def test_emails_with_line_feeds_store_the_same(monkeypatch) -> None:
+    fast, slow, _ = _pair(monkeypatch)
+    _same(fast, slow, "Contact", [{"LastName": "A", "Email": "a@b.c\n"},
+                                  {"LastName": "B", "Email": "b@c.d"}])
+    _same(fast, slow, "Contact", [{"LastName": "C", "Email": "a@b.c\nd@e.f"}])
