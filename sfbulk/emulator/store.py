@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any
 
 from sfbulk.emulator.metadata import Catalog, FieldDef, SObjectDef, standard_catalog
@@ -44,6 +44,8 @@ __all__ = [
 OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete", "undelete")
 _OPERATION_BY_LOWER = {op.lower(): op for op in OPERATIONS}
 _SQL_CHUNK = 900  # stay under SQLite's default limit of host parameters per statement
+#: Rows a multi-row INSERT holds at most (fewer when their values would pass SQLite's limit).
+INSERT_ROWS_PER_STATEMENT = 500
 _FETCH_CHUNK = 1000
 _INT32 = (-(2**31), 2**31 - 1)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -737,6 +739,7 @@ class Org:
         self._plans: dict[tuple[str, str, tuple[str, ...]], _Plan] = {}
         self._columns: dict[str, set[str]] = {}
         self._text_nul = False
+        self._max_params = self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self.org_id = make_id("00D", 1)
         self.user_id = make_id("005", 1)
         with self._lock:
@@ -981,7 +984,12 @@ class Org:
             self._note_values(checked)
             self._conn.execute("BEGIN")
             try:
-                self._conn.executemany(columns.sql, records)
+                self._insert_many(
+                    f"INSERT INTO {_quote(obj.name)} ({', '.join(map(_quote, columns.names))}) "
+                    "VALUES ",
+                    f"({', '.join('?' * len(columns.names))})",
+                    records,
+                )
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -1923,10 +1931,26 @@ class Org:
             else:
                 marks.append("?")
                 bound.append(values)
-        sql = (f"INSERT INTO {_quote(obj.name)} ({', '.join(map(_quote, columns.names))}) "
-               f"VALUES ({', '.join(marks)})")
-        self._conn.executemany(sql, zip(*bound, strict=True))
+        head = f"INSERT INTO {_quote(obj.name)} ({', '.join(map(_quote, columns.names))}) VALUES "
+        self._insert_many(head, f"({', '.join(marks)})", list(zip(*bound, strict=True)))
         return ids
+
+    def _insert_many(self, head: str, row_sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run ``head`` + ``row_sql`` for every row, many rows to a statement.
+
+        One multi-row INSERT per :data:`INSERT_ROWS_PER_STATEMENT` rows costs less than a step
+        per row, and the GIL is given up once per statement rather than once per row (a
+        writer handing it back and forth with busy threads waits each time).
+        """
+        width = len(rows[0]) if rows else 0
+        per = max(1, min(INSERT_ROWS_PER_STATEMENT, self._max_params // max(width, 1)))
+        whole = len(rows) - len(rows) % per
+        if whole:
+            sql = head + ", ".join([row_sql] * per)
+            for start in range(0, whole, per):
+                self._conn.execute(sql, list(chain.from_iterable(rows[start : start + per])))
+        if whole < len(rows):
+            self._conn.executemany(head + row_sql, rows[whole:])
 
     def _derive_columns(
         self, obj: SObjectDef, position: dict[str, int], columns: list[list[Any]]

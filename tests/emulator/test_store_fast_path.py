@@ -232,3 +232,23 @@ def test_emails_with_line_feeds_store_the_same(monkeypatch) -> None:
     _same(fast, slow, "Contact", [{"LastName": "A", "Email": "a@b.c\n"},
                                   {"LastName": "B", "Email": "b@c.d"}])
     _same(fast, slow, "Contact", [{"LastName": "C", "Email": "a@b.c\nd@e.f"}])
+
+
+@pytest.mark.parametrize(("per_statement", "max_params"), [(7, 250_000), (500, 40), (1, 250_000)])
+def test_multi_row_inserts_store_what_row_by_row_inserts_do(monkeypatch, per_statement,
+                                                           max_params) -> None:
+    from sfbulk.emulator import store
+
+    one = Org(clock=_clock)
+    many = Org(clock=_clock)
+    many._max_params = max_params
+    clean = _contacts(23)
+    mixed = [{"LastName": f"L{n}", "Title": None if n % 3 else "T"} for n in range(23)]
+    for org, per in ((one, 1), (many, per_statement)):
+        monkeypatch.setattr(store, "INSERT_ROWS_PER_STATEMENT", per)
+        org.write("Contact", "insert", clean)
+        org.write("Contact", "insert", mixed)
+        org.insert_raw("Account", [{"Name": f"A{n}"} for n in range(23)])
+    for table in ("Contact", "Account"):
+        assert _table(many, table) == _table(one, table)
+    assert len(_table(many, "Contact")) == 46
