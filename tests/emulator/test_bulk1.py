@@ -631,7 +631,7 @@ def test_fault_injection(emulator_factory) -> None:
     assert client.wait(job_id, client.add_batch(job_id, b"Name\nparent\n"))["state"] == "Completed"
     (parent,) = _rows(client, 'SELECT "Id" FROM "Account"')[0]
     # Parallel batches writing under the same parent meet lock errors.
-    server.state.faults.configure({"lock_error_share": 1.0, "processing_delay_seconds": 0.3})
+    server.state.faults.configure({"lock_error_share": 1.0, "processing_delay_seconds": 0.8})
     contacts = client.create_job("insert", "Contact")
     rows = "".join(f"c{i},{parent}\n" for i in range(3))
     batches = [client.add_batch(contacts, f"LastName,AccountId\n{rows}".encode())

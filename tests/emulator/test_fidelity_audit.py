@@ -611,7 +611,7 @@ def test_request_faults_take_each_apis_form(client: Client, demo):
 
 def test_bulk1_lock_errors_only_for_parallel_batches_sharing_a_parent(client: Client, demo):
     requests.post(f"{demo.url}/_emulator/faults",
-                  json={"lock_error_share": 1.0, "processing_delay_seconds": 0.3}, timeout=10)
+                  json={"lock_error_share": 1.0, "processing_delay_seconds": 0.8}, timeout=10)
     parent = client.rest("GET", "query", params={
         "q": "SELECT Id FROM Account ORDER BY Id LIMIT 1"}).json()["records"][0]["Id"]
     csv = f"LastName,AccountId\nL1,{parent}\nL2,{parent}\n"
