@@ -288,6 +288,10 @@ class SalesforceSink(BatchSink):
             context["rows"] = rows = []
         rows.extend(held)
         self._held = []
+        # Fewer rows left before the one that fills the batch: when a STATE or another
+        # message caught this sink up (not _after_taking, which sets the next step), the
+        # next step must still stop there.
+        self._take_step = max(1, self._take_step - count)
         self._tally.received += count
         self.tally_record_read(count)
         self.record_counter_metric.increment(count)

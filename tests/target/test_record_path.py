@@ -95,3 +95,15 @@ def test_wide_records_are_accounted_in_small_steps(emulator):
     sink = target._sinks_active["Account"]
     assert sink._take_step <= (1 << 20) // 30_000
     assert len(rows(emulator, "SELECT Name FROM Account")) == 12
+
+
+def test_state_after_every_record_still_cuts_batches_at_batch_size_rows(emulator):
+    # Each STATE catches the sink up on the record it holds; those records count towards the
+    # row that fills the batch as much as records caught up every step.
+    messages = [schema("Account", PROPS)]
+    for i in range(7):
+        messages += [record("Account", {"Name": f"R{i}"}), state({"at": i + 1})]
+    states, target = run(config(emulator, batch_size_rows=2), messages)
+    assert states == [{"at": 7}]
+    assert sorted(job.processed for job in jobs(emulator)) == [1, 2, 2, 2]
+    assert target.tally.streams()["Account"].successful == 7
