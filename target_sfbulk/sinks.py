@@ -439,10 +439,16 @@ class SalesforceSink(BatchSink):
                 return
             future.result()
 
-    def wait_loads(self) -> None:
+    def wait_loads(self, *, raise_errors: bool = True) -> None:
         """Wait for every background load of this stream started so far, raising the first
-        error. Safe from any thread: a load leaves the queue only once it is done, so no
-        waiter returns while one it should wait for still runs."""
+        error (unless ``raise_errors`` is false: the run is already stopping for another
+        reason, which a load's error must not replace). Safe from any thread: a load leaves
+        the queue only once it is done, so no waiter returns while one it should wait for
+        still runs."""
+        if not raise_errors:
+            for future, _ in list(self._loads):
+                future.exception()  # waits; the error stays with the future
+            return
         for future, _ in list(self._loads):
             future.result()
         self._collect_done_loads()

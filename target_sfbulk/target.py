@@ -318,10 +318,15 @@ class TargetSfBulk(Target):
         try:
             if sinks:
                 self._drain_waves(sinks, parallelism)
-        finally:
-            # The SDK writes STATE when this returns: every background load must be done.
+        except BaseException:
+            # Stopping (an error, SIGTERM): loads still end before the run does, but their own
+            # errors (on SIGTERM, the cut waits of aborted jobs) must not replace the reason.
             for sink in ours:
-                sink.wait_loads()
+                sink.wait_loads(raise_errors=False)
+            raise
+        # The SDK writes STATE when this returns: every background load must be done.
+        for sink in ours:
+            sink.wait_loads()
 
     def _drain_waves(self, sinks: list[Sink], parallelism: int) -> None:
         objects: dict[Sink, str] = {

@@ -183,6 +183,73 @@ def _messages(start: int, stop: int, bookmark: int) -> str:
                   state({"bookmark": bookmark})])
 
 
+def _wait_for_jobs_processing(server, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(isinstance(job, Bulk2Job) and job.state in ("UploadComplete", "InProgress")
+               for job in jobs(server)) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} jobs started processing: "
+                         f"{[(type(job).__name__, job.state) for job in jobs(server)]}")
+
+
+def test_sigterm_while_background_loads_run_aborts_them_all_without_state(emulator, tmp_path):
+    # Four insert batches load in the background (max_parallel_jobs 4) and the reader waits for
+    # room for the fifth when SIGTERM arrives.
+    emulator.state.faults.configure({"processing_delay_seconds": 30})
+    cfg_path = tmp_path / "config.json"
+    cfg_path.write_text(json.dumps(config(emulator, batch_size_rows=2, max_parallel_jobs=4)))
+    process = _target_process(cfg_path)
+    messages = [schema("Account", NAME)]
+    for i in range(12):
+        messages.append(record("Account", {"Name": f"a{i}"}))
+        messages.append(state({"at": i + 1}))
+    process.stdin.write(lines(messages).encode())
+    process.stdin.close()
+    _wait_for_jobs_processing(emulator, 4)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=20)
+    out, err = process.stdout.read().decode(), process.stderr.read().decode()
+    process.stdout.close()
+    process.stderr.close()
+    assert time.monotonic() - started < 10
+    assert out == ""
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err, err
+    assert sorted(job.state for job in jobs(emulator)) == ["Aborted"] * 4
+    assert emulator.state.org.count("Account") == 0
+
+
+def test_sigterm_while_a_child_waits_for_its_parents_load_exits_143(emulator, tmp_path):
+    # The full drain at the end of input starts the Accounts' load in the background, then the
+    # Contacts wait for it; SIGTERM lands in that wait.
+    add_external_id(emulator, "Account")
+    emulator.state.faults.configure({"processing_delay_seconds": 30})
+    cfg_path = tmp_path / "config.json"
+    cfg_path.write_text(json.dumps(config(emulator, streams={"Account": {"action": "upsert"}})))
+    process = _target_process(cfg_path)
+    process.stdin.write(lines([
+        schema("Account", {**NAME, "External_Id__c": {"type": "string"}}, ["External_Id__c"]),
+        schema("Contact", {"LastName": {"type": "string"},
+                           "Account.External_Id__c": {"type": "string"}}),
+        record("Account", {"External_Id__c": "A1", "Name": "one"}),
+        record("Contact", {"LastName": "c1", "Account.External_Id__c": "A1"}),
+        state({"at": 2})]).encode())
+    process.stdin.close()
+    _wait_for_jobs_processing(emulator, 1)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=20)
+    out, err = process.stdout.read().decode(), process.stderr.read().decode()
+    process.stdout.close()
+    process.stderr.close()
+    assert out == ""
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "Salesforce error" not in err and "Traceback" not in err, err
+    assert [(job.object, job.state) for job in jobs(emulator)] == [("Account", "Aborted")]
+
+
 @pytest.mark.parametrize(("api", "sig"), [("2.0", signal.SIGTERM), ("1.0", signal.SIGKILL)])
 def test_killed_during_a_job_then_rerun_from_last_state(emulator, tmp_path, api, sig):
     add_external_id(emulator, "Account")
