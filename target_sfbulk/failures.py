@@ -78,7 +78,9 @@ class RunTally:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path).expanduser() if path else None
-        self._lock = threading.Lock()
+        # Re-entrant: the SIGTERM handler flushes the file from the thread the signal
+        # interrupted, which may be inside one of these methods.
+        self._lock = threading.RLock()
         self._streams: dict[str, StreamTally] = {}
         self._file: IO[str] | None = None
         self._logged = 0

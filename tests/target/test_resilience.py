@@ -9,14 +9,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from sfbulk import http
 from sfbulk.emulator.bulk1 import Bulk1Job
 from sfbulk.emulator.bulk2 import Bulk2Job
-from target_sfbulk.target import TooManyFailedRecordsError
+from target_sfbulk.target import TargetSfBulk, TooManyFailedRecordsError
 from tests.target.support import (
     add_external_id,
     config,
@@ -248,6 +250,29 @@ def test_sigterm_while_a_child_waits_for_its_parents_load_exits_143(emulator, tm
     assert process.returncode == 128 + signal.SIGTERM, err
     assert "Salesforce error" not in err and "Traceback" not in err, err
     assert [(job.object, job.state) for job in jobs(emulator)] == [("Account", "Aborted")]
+
+
+def test_sigterm_while_the_thread_it_interrupts_counts_outcomes_does_not_hang(emulator, tmp_path):
+    # The handler runs in the thread the signal interrupts, which may be inside the tally
+    # (writing a failed batch's records); flushing the failed-records file must not wait for
+    # that thread, which is itself.
+    target = TargetSfBulk(config=config(emulator, failed_records_path=str(tmp_path / "f.jsonl")))
+    codes: list[object] = []
+
+    def interrupted() -> None:
+        with target.tally._lock:
+            try:
+                target._handle_termination(signal.SIGTERM, None)
+            except SystemExit as exc:
+                codes.append(exc.code)
+
+    thread = threading.Thread(target=interrupted, daemon=True)
+    try:
+        thread.start()
+        thread.join(timeout=5)
+    finally:
+        http._shutdown.clear()  # the handler asked the whole process to stop waiting
+    assert codes == [128 + signal.SIGTERM]
 
 
 @pytest.mark.parametrize(("api", "sig"), [("2.0", signal.SIGTERM), ("1.0", signal.SIGKILL)])
