@@ -597,9 +597,6 @@ def _sql_text(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-#: Field kinds whose cells :func:`csv_cell_sql` prints as numbers or booleans; every other kind
-#: is text (ids, strings, picklists, dates, datetimes as stored).
-NON_TEXT_KINDS = frozenset(("boolean", "base64")) | _INTEGER_KINDS | _DOUBLE_KINDS
 #: SQLite functions take at most 127 arguments: a wide row is printed by several printf calls.
 _PRINTF_ARGS = 100
 
