@@ -301,3 +301,48 @@ def test_bulk1_json_and_xml_batches(emulator, content_type):
     assert rows(emulator, "SELECT LastName, Email, Vip__c, AccountId FROM Contact "
                           "ORDER BY LastName") == [("Two", None, 1, None),
                                                    ('Ä <&> "q"', None, 0, parent)]
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_false_and_zero_survive_runs_of_same_shaped_records(emulator, api):
+    # Enough records of one shape for the batcher to encode them column by column; falsy
+    # values in every position of the run, and text that only looks falsy.
+    props = {"Name": {"type": "string"}, "Checkbox__c": {"type": "boolean"},
+             "Int__c": {"type": "integer"}, "Currency__c": {"type": "number"},
+             "Text__c": {"type": "string"}}
+    values = [(f"r{i:02d}", i % 2 == 1, i % 3, [0, 0.0, 1.5][i % 3], ["0", "false", ""][i % 3])
+              for i in range(30)]
+    messages = [schema("samples", props)]
+    messages += [record("samples", {"Name": n, "Checkbox__c": c, "Int__c": k, "Currency__c": m,
+                                    "Text__c": x}) for n, c, k, m, x in values]
+    _, target = run(config(emulator, bulk_api=api,
+                           streams={"samples": {"object": "Type_Sample__c"}}), messages)
+    assert target.tally.streams()["samples"].successful == 30
+    stored = rows(emulator, "SELECT Name, Checkbox__c, Int__c, Currency__c, Text__c "
+                            "FROM Type_Sample__c ORDER BY Name")
+    assert stored == [(n, int(c), k, m, x or None) for n, c, k, m, x in values]
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("action", ["insert", "upsert"])
+def test_failures_inside_runs_of_results_reach_exactly_their_records(emulator, tmp_path, api,
+                                                                     action):
+    # Results are joined in runs; records that Salesforce refuses (a required Name cleared)
+    # sit inside those runs and must get their own failure, and nothing else.
+    add_external_id(emulator, "Account")
+    path = tmp_path / "failed.jsonl"
+    records = [{"External_Id__c": f"K{i:02d}", "Name": None if i % 7 == 3 else f"N{i:02d}",
+                "NumberOfEmployees": i} for i in range(40)]
+    _, target = run(config(emulator, bulk_api=api, action=action, max_failed_records=10,
+                           failed_records_path=str(path)),
+                    [schema("Account", ACCOUNT | {"Name": {"type": ["string", "null"]}},
+                            ["External_Id__c"]),
+                     *(record("Account", values) for values in records)])
+    failed = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [f["record"] for f in failed] == [r for r in records if r["Name"] is None]
+    assert {f["error_code"] for f in failed} == {"REQUIRED_FIELD_MISSING"}
+    assert sorted(rows(emulator, "SELECT External_Id__c, Name, NumberOfEmployees FROM Account")) \
+        == [(r["External_Id__c"], r["Name"], r["NumberOfEmployees"]) for r in records
+            if r["Name"] is not None]
+    tally = target.tally.streams()["Account"]
+    assert (tally.received, tally.successful, tally.failed) == (40, 34, 6)
