@@ -74,7 +74,8 @@ def waves(items: Sequence[T], objects: Mapping[T, str],
 
 
 def generations(rows: Sequence[Mapping[str, Any]], links: Iterable[tuple[str, str]],
-                normal: Callable[[str], Callable[[Any], Any]]) -> list[list[int]]:
+                normal: Callable[[str], Callable[[Any], Any]],
+                key: str | None = None) -> list[list[int]]:
     """Split the rows of one object into generations, parents first (see the module doc).
 
     Args:
@@ -82,6 +83,9 @@ def generations(rows: Sequence[Mapping[str, Any]], links: Iterable[tuple[str, st
         links: ``(relationship column, key column)`` pairs that point at the object itself, e.g.
             ``("Parent.External_Id__c", "External_Id__c")``.
         normal: How values of a key column compare (``FieldMapper.key_normaliser``).
+        key: The column that names a row's record in its job (``FieldMapper.key_column``):
+            a row never comes a generation before an earlier row of the same record, whose
+            values it must overwrite (in one generation, the job collapses them in order).
 
     Returns:
         Row positions per generation, in input order within each; a single generation when no
@@ -89,11 +93,11 @@ def generations(rows: Sequence[Mapping[str, Any]], links: Iterable[tuple[str, st
         the cycle is met (Salesforce then fails what it cannot resolve).
     """
     parents: dict[int, list[int]] = {}
-    for column, key in links:
-        compare = normal(key)
+    for column, held in links:
+        compare = normal(held)
         holders: dict[Any, int] = {}
         for position, row in enumerate(rows):
-            value = row.get(key)
+            value = row.get(held)
             if value is not None and value != "":
                 holders.setdefault(compare(value), position)
         if not holders:
@@ -107,6 +111,18 @@ def generations(rows: Sequence[Mapping[str, Any]], links: Iterable[tuple[str, st
                 parents.setdefault(position, []).append(parent)
     if not parents:
         return [list(range(len(rows)))]
+    # The previous row naming the same record: at least as deep (not one deeper).
+    previous: dict[int, int] = {}
+    if key is not None:
+        compare = normal(key)
+        last: dict[Any, int] = {}
+        for position, row in enumerate(rows):
+            value = row.get(key)
+            if value is not None and value != "":
+                folded = compare(value)
+                if folded in last:
+                    previous[position] = last[folded]
+                last[folded] = position
     # Depth of each row: 0 without a parent in the batch, else one more than its deepest parent
     # (an explicit stack: hierarchies can be deeper than Python's recursion limit).
     unknown, visiting = -1, -2
@@ -118,11 +134,17 @@ def generations(rows: Sequence[Mapping[str, Any]], links: Iterable[tuple[str, st
             if depth[position] == unknown:
                 depth[position] = visiting
                 stack.extend(p for p in parents.get(position, ()) if depth[p] == unknown)
+                before = previous.get(position)
+                if before is not None and depth[before] == unknown:
+                    stack.append(before)
                 continue
             stack.pop()
             if depth[position] == visiting:
                 depth[position] = 1 + max((depth[p] for p in parents.get(position, ())
                                            if depth[p] >= 0), default=-1)
+                before = previous.get(position)
+                if before is not None and depth[before] > depth[position]:
+                    depth[position] = depth[before]
     result: list[list[int]] = [[] for _ in range(max(depth) + 1)]
     for position, level in enumerate(depth):
         result[level].append(position)

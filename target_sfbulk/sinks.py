@@ -387,7 +387,8 @@ class SalesforceSink(BatchSink):
             if not links:
                 steps.append((operation, indexes))
                 continue
-            levels = generations([rows[i] for i in indexes], links, self.mapper.key_normaliser)
+            levels = generations([rows[i] for i in indexes], links, self.mapper.key_normaliser,
+                                 self.mapper.key_column())
             if len(levels) > 1:
                 self.logger.info("Stream %s → %s: %d generation(s) of records whose parent is "
                                  "in the same batch, loaded parents first", self.stream_name,

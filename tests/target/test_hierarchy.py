@@ -63,3 +63,30 @@ def test_account_hierarchy_in_one_stream_loads_with_every_parent_set(emulator, a
     assert stored == {"L1": "M1", "L2": "M1", "M1": "R1", "R1": None, "R2": None, "L3": "R2"}
     tally = target.tally.streams()["Account"]
     assert (tally.received, tally.successful, tally.not_loaded) == (6, 6, 0)
+
+
+def test_a_key_given_twice_keeps_input_order_across_generations(emulator):
+    # K1 first names a parent in the batch (so it waits a generation), then comes again
+    # without one: the later values must still land last, as two upserts in input order would.
+    add_external_id(emulator, "Account")
+    props = {"Name": {"type": "string"}, EXT: {"type": "string"},
+             "Parent": {"type": ["object", "null"], "properties": {EXT: {"type": "string"}}}}
+    messages = [schema("Account", props, key=[EXT]),
+                record("Account", {EXT: "K1", "Name": "old", "Parent": {EXT: "P"}}),
+                record("Account", {EXT: "P", "Name": "parent"}),
+                record("Account", {EXT: "K1", "Name": "new"})]
+    _, target = run(config(emulator, action="upsert"), messages)
+    stored = rows(emulator, "SELECT External_Id__c, Name, Parent.External_Id__c FROM Account")
+    assert sorted(stored) == [("K1", "new", "P"), ("P", "parent", None)]
+    tally = target.tally.streams()["Account"]
+    assert (tally.received, tally.successful) == (3, 3)
+
+
+def test_rows_sharing_a_key_never_come_a_generation_before_an_earlier_one():
+    # The later k1 joins its earlier K1's generation (the job collapses them in input order);
+    # a later row with a parent of its own still goes after it.
+    batch = [{EXT: "K1", "Parent.External_Id__c": "P"}, {EXT: "P"}, {EXT: "k1"},
+             {EXT: "Q"}, {EXT: "Q", "Parent.External_Id__c": "K1"}, {EXT: "R"}]
+    links = [("Parent.External_Id__c", EXT)]
+    assert generations(batch, links, _folded, key=EXT) == [[1, 3, 5], [0, 2], [4]]
+    assert generations(batch, links, _folded) == [[1, 2, 3, 5], [0], [4]]
