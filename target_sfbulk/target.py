@@ -499,6 +499,18 @@ class TargetSfBulk(Target):
         """Run the target; configuration and load failures end with a message, not a trace."""
         _tune_collector()
         try:
+            cls._invoke(*args, **kwargs)
+        except BaseException:
+            # Stopping early, maybe with loads still running in the background: cut their
+            # waits and abort their jobs now. Otherwise the interpreter waits for the load
+            # threads to see their jobs finish before its exit handlers could abort anything.
+            request_shutdown()
+            abort_all_open_jobs()
+            raise
+
+    @classmethod
+    def _invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
+        try:
             super().invoke(*args, **kwargs)
         except (ConfigError, TooManyFailedRecordsError, UnbalancedOutcomesError) as exc:
             cls.logger.error("%s", exc)

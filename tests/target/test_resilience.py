@@ -252,6 +252,32 @@ def test_sigterm_while_a_child_waits_for_its_parents_load_exits_143(emulator, tm
     assert [(job.object, job.state) for job in jobs(emulator)] == [("Account", "Aborted")]
 
 
+def test_bad_input_while_background_loads_run_aborts_them_and_exits_at_once(emulator, tmp_path):
+    # A line that is not JSON stops the run while four batches load in the background: their
+    # jobs are aborted and the target exits without waiting for them, and without STATE.
+    emulator.state.faults.configure({"processing_delay_seconds": 30})
+    cfg_path = tmp_path / "config.json"
+    cfg_path.write_text(json.dumps(config(emulator, batch_size_rows=2, max_parallel_jobs=4)))
+    process = _target_process(cfg_path)
+    messages = [schema("Account", NAME)]
+    for i in range(8):
+        messages += [record("Account", {"Name": f"a{i}"}), state({"at": i + 1})]
+    process.stdin.write(lines(messages).encode())
+    process.stdin.flush()
+    _wait_for_jobs_processing(emulator, 4)
+    started = time.monotonic()
+    process.stdin.write(b"this is not JSON\n")
+    process.stdin.close()
+    process.wait(timeout=40)
+    out, err = process.stdout.read().decode(), process.stderr.read().decode()
+    process.stdout.close()
+    process.stderr.close()
+    assert time.monotonic() - started < 10, err
+    assert out == ""
+    assert process.returncode == 1 and "Invalid Singer input" in err, err
+    assert sorted(job.state for job in jobs(emulator)) == ["Aborted"] * 4
+
+
 def test_sigterm_while_the_thread_it_interrupts_counts_outcomes_does_not_hang(emulator, tmp_path):
     # The handler runs in the thread the signal interrupts, which may be inside the tally
     # (writing a failed batch's records); flushing the failed-records file must not wait for
