@@ -278,11 +278,11 @@ def test_bad_input_while_background_loads_run_aborts_them_and_exits_at_once(emul
     assert sorted(job.state for job in jobs(emulator)) == ["Aborted"] * 4
 
 
-def test_sigterm_while_the_thread_it_interrupts_counts_outcomes_does_not_hang(emulator, tmp_path):
+def test_sigterm_while_the_thread_it_interrupts_counts_outcomes_does_not_hang(emulator):
     # The handler runs in the thread the signal interrupts, which may be inside the tally
     # (writing a failed batch's records); flushing the failed-records file must not wait for
     # that thread, which is itself.
-    target = TargetSfBulk(config=config(emulator, failed_records_path=str(tmp_path / "f.jsonl")))
+    target = TargetSfBulk(config=config(emulator))
     codes: list[object] = []
 
     def interrupted() -> None:
