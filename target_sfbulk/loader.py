@@ -360,9 +360,17 @@ class Loader:
 
     def _bulk2(self, mapper: FieldMapper, operation: str, external_id_field: str | None,
                key_column: str | None, payload: Payload, report: JobReport) -> dict[int, Outcome]:
-        cells = upload_cells(payload.data, payload.rows)
-        header = cells[0]
-        rows = cells[1:]
+        every = upload_lines(payload.data, payload.rows)
+        rows: list[list[str]] | Callable[[], list[list[str]]]
+        lines = None
+        if every is None:
+            cells = upload_cells(payload.data, payload.rows)
+            header, rows = cells[0], cells[1:]
+        else:
+            # Read into cells only if the results are not the uploaded lines in order.
+            header = next(csv.reader(every[:1], strict=True))
+            rows = lambda: upload_cells(payload.data, payload.rows, every)[1:]  # noqa: E731
+            lines = every[1:]
         types = {}
         for name in header:
             column = mapper.column(name)
@@ -377,7 +385,7 @@ class Loader:
             job = results.job
             report.jobs.append(job.id)
             joiner = ResultJoiner(header, rows, types, key_column=key_column,
-                                  fold_key_case=fold, job_id=job.id)
+                                  fold_key_case=fold, job_id=job.id, lines=lines)
             if joiner.rows != payload.rows:
                 raise SalesforceError(f"{mapper.object}: the upload holds {joiner.rows} rows but "
                                       f"{payload.rows} were batched", job_id=job.id)
@@ -428,14 +436,10 @@ def outcomes_from_rows(rows: Sequence[RowResult], job_id: str | None,
     return outcomes
 
 
-def upload_cells(data: bytes, rows: int) -> list[list[str]]:
-    """An upload read back as cell lists, its header first: what
-    :func:`~sfbulk.csvcodec.iter_csv_rows` gives, more cheaply for the usual upload.
-
-    When every record is one line (``rows`` records and a header, each ending with the only
-    newlines, no carriage return), lines without a quote are split at their commas, which is
-    all a CSV reader does with them, and only lines with a quote go through the CSV reader.
-    Anything else is read by :func:`~sfbulk.csvcodec.iter_csv_rows` whole.
+def upload_lines(data: bytes, rows: int) -> list[str] | None:
+    """An upload's lines, its header first, when every record is one line: ``rows`` records
+    and a header, each ending with the only newlines, no carriage return, no empty line;
+    otherwise ``None``.
 
     Args:
         data: The uploaded CSV.
@@ -446,23 +450,44 @@ def upload_cells(data: bytes, rows: int) -> list[list[str]]:
         lines = text.split("\n")
         lines.pop()  # the empty string after the last newline
         if "" not in lines and lines[0].strip() != NO_RECORDS_BODY:
-            quoted = list(map(contains, lines, repeat('"')))
-            quotes = quoted.count(True)
-            if not quotes:
-                return list(map(str.split, lines, repeat(",")))
-            if quotes * 2 > len(lines):  # mostly quoted: the reader takes every line
-                parsed = list(csv.reader(lines, strict=True))
-                if len(parsed) == len(lines):  # no quoted cell ran on past its line
-                    return parsed
-                return list(iter_csv_rows([data]))
-            parsed = list(csv.reader(compress(lines, quoted), strict=True))
-            if len(parsed) == quotes:  # no quoted cell ran on past its line
-                plain = list(map(not_, quoted))
-                cells: list[list[str]] = [[]] * len(lines)
-                deque(map(cells.__setitem__, compress(count(), quoted), parsed), maxlen=0)
-                deque(map(cells.__setitem__, compress(count(), plain),
-                          map(str.split, compress(lines, plain), repeat(","))), maxlen=0)
-                return cells
+            return lines
+    return None
+
+
+def upload_cells(data: bytes, rows: int, lines: list[str] | None = None) -> list[list[str]]:
+    """An upload read back as cell lists, its header first: what
+    :func:`~sfbulk.csvcodec.iter_csv_rows` gives, more cheaply for the usual upload.
+
+    When every record is one line (:func:`upload_lines`), lines without a quote are split at
+    their commas, which is all a CSV reader does with them, and only lines with a quote go
+    through the CSV reader. Anything else is read by :func:`~sfbulk.csvcodec.iter_csv_rows`
+    whole.
+
+    Args:
+        data: The uploaded CSV.
+        rows: The records it holds (without the header).
+        lines: What :func:`upload_lines` gives for them, when known already.
+    """
+    if lines is None:
+        lines = upload_lines(data, rows)
+    if lines is not None:
+        quoted = list(map(contains, lines, repeat('"')))
+        quotes = quoted.count(True)
+        if not quotes:
+            return list(map(str.split, lines, repeat(",")))
+        if quotes * 2 > len(lines):  # mostly quoted: the reader takes every line
+            parsed = list(csv.reader(lines, strict=True))
+            if len(parsed) == len(lines):  # no quoted cell ran on past its line
+                return parsed
+            return list(iter_csv_rows([data]))
+        parsed = list(csv.reader(compress(lines, quoted), strict=True))
+        if len(parsed) == quotes:  # no quoted cell ran on past its line
+            plain = list(map(not_, quoted))
+            cells: list[list[str]] = [[]] * len(lines)
+            deque(map(cells.__setitem__, compress(count(), quoted), parsed), maxlen=0)
+            deque(map(cells.__setitem__, compress(count(), plain),
+                      map(str.split, compress(lines, plain), repeat(","))), maxlen=0)
+            return cells
     return list(iter_csv_rows([data]))
 
 

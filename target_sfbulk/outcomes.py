@@ -33,7 +33,7 @@ from itertools import compress, islice, repeat
 from operator import itemgetter, ne
 from typing import Any, NamedTuple
 
-from sfbulk.csvcodec import NULL_CELL
+from sfbulk.csvcodec import NULL_CELL, encode_lines
 from sfbulk.errors import SalesforceError
 from sfbulk.ids import to18
 
@@ -363,17 +363,21 @@ class ResultJoiner:
     their normalised typed cells. Either way a result row takes the first pending row, in upload
     order, whose normalised content equals its own.
 
-    That is the rule row by row. Most result rows meet the simplest case of it, so a page is
-    first joined in runs (:meth:`_take_run`): a run whose every row goes to a different pending
-    row, the only one it can go to (insert: the only row with its text cells, typed cells equal
-    once normalised; keyed: the one row whose key is exactly its key cell, when no two uploaded
-    keys normalise alike), is taken whole by C loops; any other run is halved, and a short one
-    goes row by row. Row by row, a run gives the same pairs (and the same error, at the same
-    row) as taking it whole would, so the outcome never depends on the path.
+    That is the rule row by row. Most result rows meet the simplest case of it. Given the
+    upload's lines, the joiner first takes result rows that are the uploaded lines in upload
+    order, without reading the upload into cells at all (:meth:`_take_in_order`); at the first
+    block that is not, it reads the upload and goes on as follows. A page is joined in runs
+    (:meth:`_take_run`): a run whose every row goes to a different pending row, the only one it
+    can go to (insert: the only row with its text cells, typed cells equal once normalised;
+    keyed: the one row whose key is exactly its key cell, when no two uploaded keys normalise
+    alike), is taken whole by C loops; any other run is halved, and a short one goes row by
+    row. Row by row, a run gives the same pairs (and the same error, at the same row) as taking
+    it whole would, so the outcome never depends on the path.
 
     Args:
         header: The uploaded header (canonical column names).
-        rows: The uploaded rows as cell strings (unquoted), in upload order.
+        rows: The uploaded rows as cell strings (unquoted), in upload order; or a function
+            that reads them, called once when they are first needed.
         types: Describe type per column (relationship columns: the parent field's type).
         key_column: The column that identifies a row (``Id`` or the upsert key), or ``None`` to
             match on whole content (insert).
@@ -382,24 +386,30 @@ class ResultJoiner:
         job_id: For error messages.
         bulk: Whether runs of rows may be taken whole (``False`` joins every row on its own;
             the outcome is the same, only slower).
+        lines: The upload's record lines (no header, no line endings), one per row, when
+            every record is one line; the rows are then read only if the results are not
+            those lines in order.
     """
 
     def __init__(
         self,
         header: Sequence[str],
-        rows: Iterable[Sequence[str]],
+        rows: Iterable[Sequence[str]] | Callable[[], Iterable[Sequence[str]]],
         types: Mapping[str, str],
         *,
         key_column: str | None = None,
         fold_key_case: bool = False,
         job_id: str | None = None,
         bulk: bool = True,
+        lines: Sequence[str] | None = None,
     ) -> None:
         self.header = list(header)
         self.job_id = job_id
         self.bulk = bulk
-        width = len(self.header)
+        self._types = types
+        self._fold_key_case = fold_key_case
         self._keyed = key_column is not None and key_column in self.header
+        self._key_column = key_column
         normalisers = [cell_normaliser(types.get(name)) for name in self.header]
         #: Whole-content matching: text columns index the rows, typed ones are compared.
         self._plain = [i for i, f in enumerate(normalisers) if f is _identity]
@@ -413,6 +423,8 @@ class ResultJoiner:
         self._pending: dict[Any, Any] = {}
         #: Keyed: every row's normalised key, each key cell as sent -> its position (when no two
         #: keys normalise alike), and normalised key -> positions, built when first needed.
+        self._key_at = 0
+        self._key_normal: Callable[[str], str] = _identity
         self._keys: list[str] = []
         self._raw_keys: dict[str, int] | None = None
         self._queues: dict[str, deque[int]] | None = None
@@ -422,35 +434,58 @@ class ResultJoiner:
         self._unique_at: int | None = None
         self._unique: dict[str, int] | None = None
         self._indexed = False
-        sent = rows if isinstance(rows, list) else list(rows)
+        #: In order: the uploaded lines, and the rows before ``_cursor`` (all taken), while
+        #: every result row so far was the next uploaded line (see :meth:`_take_in_order`).
+        self._lines: Sequence[str] | None = None
+        self._cursor = 0
+        self._read_rows: Callable[[], Iterable[Sequence[str]]] | None = None
+        if lines is not None and bulk:
+            self._lines = lines
+            self._read_rows = rows if callable(rows) else lambda: rows  # type: ignore[assignment]
+            self.rows = len(lines)
+            self.outcomes: list[Outcome | None] = [None] * self.rows
+        else:
+            sent = rows() if callable(rows) else rows
+            self._index_upload(sent if isinstance(sent, list) else list(sent))
+        #: Why unprocessed rows were not processed, when known (the job's error message).
+        self.unprocessed_reason = ("Salesforce did not process this record (the job stopped "
+                                   "before reaching it)")
+
+    def _index_upload(self, sent: list[Sequence[str]]) -> None:
+        """Index the uploaded rows for joining result rows wherever they come from (rows
+        already given an outcome stay taken)."""
+        width = len(self.header)
         if self._keyed:
-            assert key_column is not None
-            at = self._key_at = self.header.index(key_column)
-            self._key_normal = _key_normaliser(types.get(key_column), fold_key_case)
+            assert self._key_column is not None
+            at = self._key_at = self.header.index(self._key_column)
+            self._key_normal = _key_normaliser(self._types.get(self._key_column),
+                                               self._fold_key_case)
             if sent and min(map(len, sent)) <= at:
                 cells = [row[at] if at < len(row) else "" for row in sent]
             else:
                 cells = list(map(itemgetter(at), sent))
             self._keys = _normal_keys(self._key_normal, cells)
-            self.rows = len(cells)
-            if len(set(self._keys)) == self.rows:
-                self._raw_keys = dict(zip(cells, range(self.rows), strict=True))
+            count = len(cells)
+            if len(set(self._keys)) == count:
+                self._raw_keys = dict(zip(cells, range(count), strict=True))
         else:
             self._sent = sent = _padded(sent, width)  # short rows: missing cells are empty
-            self.rows = len(sent)
+            count = len(sent)
             # A text column whose every cell differs is the cheap way in: each row is then the
             # only one with its text cells, and a result row can be found by that one cell.
             for at in self._plain[:_UNIQUE_TRIES]:
-                index = dict(zip(map(itemgetter(at), sent), range(self.rows), strict=True))
-                if len(index) == self.rows:
+                index = dict(zip(map(itemgetter(at), sent), range(count), strict=True))
+                if len(index) == count:
                     self._unique_at, self._unique = at, index
                     break
-        self.outcomes: list[Outcome | None] = [None] * self.rows
+        if self._lines is None:
+            self.rows = count
+            self.outcomes = [None] * count
+        elif count != self.rows:
+            raise ResultJoinError(f"the upload reads as {count} rows but has {self.rows} lines",
+                                  job_id=self.job_id)
         if not self._keyed and self._unique is None:
             self._index_content()
-        #: Why unprocessed rows were not processed, when known (the job's error message).
-        self.unprocessed_reason = ("Salesforce did not process this record (the job stopped "
-                                   "before reaching it)")
 
     # -- row by row ------------------------------------------------------------------------------
 
@@ -685,31 +720,65 @@ class ResultJoiner:
             self._take_run(page, rows[half:], keys[half:] if keys is not None else None,
                            typed[half:] if typed is not None else None)
             return
+        _put(self.outcomes, positions, self._made(page, rows))
+
+    def _made(self, page: _Page, rows: list[Sequence[str]]) -> Iterable[Outcome]:
+        """The outcomes of a run of result rows of ``page``, in the rows' order (C loops)."""
         job_id = self.job_id
         count = len(rows)
         id_of = itemgetter(page.id_at) if page.id_at is not None else None
         ids = _none_if_empty(list(map(id_of, rows))) if id_of else repeat(None)
         new = tuple.__new__
-        made: Iterable[Outcome]
         if page.kind == "successful":
             created: Iterable[bool | None] = (
                 _created_flags(list(map(itemgetter(page.created_at), rows)))
                 if page.created_at is not None else repeat(None))
-            made = map(new, repeat(Outcome),
+            return map(new, repeat(Outcome),
                        zip(repeat(SUCCESS), ids, created, repeat(None), repeat(None), repeat(()),
                            repeat(job_id), repeat(None)))
-        elif page.kind == "failed":
+        if page.kind == "failed":
             cells = (list(map(itemgetter(page.error_at), rows)) if page.error_at is not None
                      else [""] * count)
             # Failures in one job mostly share a few messages: each is parsed once.
             parsed = {cell: parse_error_cell(cell) for cell in set(cells)}
-            made = map(new, repeat(Outcome),
+            return map(new, repeat(Outcome),
                        (((FAILED, record_id, None, *parsed[cell], job_id, None))
                         for record_id, cell in zip(ids, cells, strict=False)))
-        else:
-            made = repeat(new(Outcome, (UNPROCESSED, None, None, "UNPROCESSED",
-                                        self.unprocessed_reason, (), job_id, None)), count)
-        _put(self.outcomes, positions, made)
+        return repeat(new(Outcome, (UNPROCESSED, None, None, "UNPROCESSED",
+                                    self.unprocessed_reason, (), job_id, None)), count)
+
+    # -- in upload order -------------------------------------------------------------------------
+
+    def _take_in_order(self, page: _Page, rows: list[Sequence[str]]) -> bool:
+        """Take a block of result rows that are, exactly, the next uploaded lines.
+
+        While every result row so far was the uploaded line after the last one taken, all rows
+        before ``_cursor`` are taken, so the row at the cursor is the first pending row of all:
+        a result row equal to it goes there by the row-by-row rule too. Equality is of the
+        line the row's echoed cells make (quoted as the batcher quotes) with the uploaded line,
+        which holds exactly when the uploaded line reads back as those cells; the upload itself
+        is then never read back into cells. Returns ``False``, having changed nothing, when
+        some row is not its line (or the block runs past the upload).
+        """
+        assert self._lines is not None
+        start = self._cursor
+        end = start + len(rows)
+        if end > self.rows:
+            return False
+        lines = encode_lines([list(map(itemgetter(at), rows)) for at in page.positions])
+        if lines is None or lines != self._lines[start:end]:
+            return False
+        self.outcomes[start:end] = islice(self._made(page, rows), len(rows))
+        self._cursor = end
+        return True
+
+    def _stop_in_order(self) -> None:
+        """Read the upload into cells and index the rows still pending, for joining the rest
+        of the results wherever they come from."""
+        assert self._read_rows is not None
+        sent = self._read_rows()
+        self._index_upload(sent if isinstance(sent, list) else list(sent))
+        self._lines = self._read_rows = None
 
     # -- pages -----------------------------------------------------------------------------------
 
@@ -769,6 +838,12 @@ class ResultJoiner:
             block = _padded(list(islice(rows, _BLOCK_ROWS)), shape.need)
             if not block:
                 return taken
+            if self._lines is not None:
+                if self._take_in_order(shape, block):
+                    taken += len(block)
+                    continue
+                self._stop_in_order()
+                shape = _Page(self, kind, echoed)  # it names the columns the indexes use
             if not self.bulk:
                 self._take_rows(shape, block)
             elif self._keyed:

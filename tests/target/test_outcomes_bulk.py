@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from sfbulk.csvcodec import iter_csv_rows
+from sfbulk.csvcodec import encode_lines, iter_csv_rows
 from sfbulk.ids import to18
 from target_sfbulk import outcomes as outcomes_module
 from target_sfbulk.outcomes import (
@@ -33,9 +33,15 @@ TYPES = {"Name": "string", "NumberOfEmployees": "int", "AnnualRevenue": "currenc
 
 def _join(header: Sequence[str], sent: list[list[str]], pages: list[tuple[str, list[list[str]]]],
           *, bulk: bool, key_column: str | None = None, types: dict[str, str] = TYPES,
-          unprocessed_message: str | None = None) -> list[Outcome] | tuple[str, str]:
-    joiner = ResultJoiner(header, [list(r) for r in sent], types, key_column=key_column,
-                          job_id="750J", bulk=bulk)
+          unprocessed_message: str | None = None,
+          lines: bool = False) -> list[Outcome] | tuple[str, str]:
+    rows = [list(r) for r in sent]
+    if lines:  # given the upload's lines; the rows read only when the results leave them
+        joiner = ResultJoiner(header, lambda: rows, types, key_column=key_column,
+                              job_id="750J", lines=encode_lines(list(zip(*rows))))
+    else:
+        joiner = ResultJoiner(header, rows, types, key_column=key_column, job_id="750J",
+                              bulk=bulk)
     try:
         for kind, page in pages:
             joiner.add_page(kind, [list(r) for r in page])
@@ -49,6 +55,8 @@ def _both(header: Sequence[str], sent: list[list[str]], pages: list[tuple[str, l
     whole = _join(header, sent, pages, bulk=True, **kw)  # type: ignore[arg-type]
     alone = _join(header, sent, pages, bulk=False, **kw)  # type: ignore[arg-type]
     assert whole == alone
+    in_order = _join(header, sent, pages, bulk=True, lines=True, **kw)  # type: ignore[arg-type]
+    assert in_order == alone
     return whole
 
 
@@ -72,7 +80,8 @@ def _sent_rows(count: int, rng: random.Random, *, duplicates: bool) -> list[list
 
 
 def _pages(sent: list[list[str]], rng: random.Random, *, reformat: float, fail: float,
-           unprocessed: float, page_rows: int) -> list[tuple[str, list[list[str]]]]:
+           unprocessed: float, page_rows: int,
+           shuffle: bool = True) -> list[tuple[str, list[list[str]]]]:
     good, bad, left = [], [], []
     for i, row in enumerate(sent):
         draw = rng.random()
@@ -88,7 +97,8 @@ def _pages(sent: list[list[str]], rng: random.Random, *, reformat: float, fail: 
             good.append([to18(f"001000000{i:06d}"), rng.choice(["true", "false", "TRUE"]),
                          *echoed])
     for rows in (good, bad, left):
-        rng.shuffle(rows)
+        if shuffle:
+            rng.shuffle(rows)
     pages: list[tuple[str, list[list[str]]]] = []
     for kind, head, rows in (("successful", ["sf__Id", "sf__Created"], good),
                              ("failed", ["sf__Id", "sf__Error"], bad),
@@ -109,6 +119,60 @@ def test_insert_runs_match_row_by_row(seed, monkeypatch):
     result = _both(HEADER, sent, pages)
     assert isinstance(result, list) and len(result) == len(sent)
     assert {o.status for o in result} <= {SUCCESS, FAILED, UNPROCESSED}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_results_in_upload_order_match_row_by_row(seed, monkeypatch):
+    """Pages in upload order (as the emulator writes them), some rows reformatted, failed or
+    unprocessed: the in-order path, the runs and row by row agree, for content and for keys."""
+    rng = random.Random(seed)
+    monkeypatch.setattr(outcomes_module, "_BLOCK_ROWS", rng.choice([7, 50, 10_000]))
+    sent = _sent_rows(rng.choice([1, 40, 300]), rng, duplicates=seed % 3 == 0)
+    pages = _pages(sent, rng, reformat=rng.choice([0.0, 0.0, 0.05]),
+                   fail=rng.choice([0.0, 0.0, 0.1]), unprocessed=rng.choice([0.0, 0.05]),
+                   page_rows=rng.choice([5, 1000]), shuffle=False)
+    result = _both(HEADER, sent, pages)
+    assert isinstance(result, list) and len(result) == len(sent)
+    # Keyed: every row with its Id first, one in ten failed, the rest echoed (some reformatted).
+    keyed_sent = [[f"001{i:015d}", *row] for i, row in enumerate(sent)]
+    good = [["sf__Id", "sf__Created", "Id", *HEADER]]
+    bad = [["sf__Id", "sf__Error", "Id", *HEADER]]
+    for row in keyed_sent:
+        if rng.random() < 0.1:
+            bad.append([row[0], "ENTITY_IS_DELETED:entity is deleted:--", *row])
+        else:
+            echoed = [row[0], *_echo(row[1:])] if rng.random() < 0.05 else row
+            good.append([row[0], "false", *echoed])
+    keyed = _both(["Id", *HEADER], keyed_sent, [("successful", good), ("failed", bad)],
+                  key_column="Id", types={**TYPES, "Id": "id"})
+    assert isinstance(keyed, list) and len(keyed) == len(sent)
+
+
+def test_in_order_results_never_read_the_upload_back():
+    """Results that are the uploaded lines in order are joined from the lines alone; the
+    first block that is not makes the joiner read the rows, once, and join the rest."""
+    sent = [[f"Acme {i}", str(i), f"{i}.5", "true", f'text, "{i}"\n'] for i in range(300)]
+    reads = []
+
+    def read() -> list[list[str]]:
+        reads.append(1)
+        return sent
+
+    page = [["sf__Id", "sf__Created", *HEADER],
+            *[[f"001{i:015d}", "true", *row] for i, row in enumerate(sent)]]
+    joiner = ResultJoiner(HEADER, read, TYPES, job_id="750J", lines=encode_lines(list(zip(*sent))))
+    assert joiner.add_page("successful", page) == 300
+    assert reads == []
+    assert [o.id for o in joiner.finish()] == [f"001{i:015d}" for i in range(300)]
+
+    head, results = page[0], [row[:] for row in page[1:]]
+    results[249][4] = "249.50"  # reformatted: not its uploaded line, the same value
+    joiner = ResultJoiner(HEADER, read, TYPES, job_id="750J", lines=encode_lines(list(zip(*sent))))
+    joiner.add_page("successful", [head, *results[:200]])  # rows 0-199 as uploaded
+    assert reads == []
+    joiner.add_page("successful", [head, *results[:199:-1]])  # the rest backwards
+    assert reads == [1]
+    assert [o.id for o in joiner.finish()] == [f"001{i:015d}" for i in range(300)]
 
 
 def test_insert_common_case_exact_outcomes():
