@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from sfbulk.bulk1 import Bulk1, IngestOutcome, RowResult
-from sfbulk.bulk2 import MAX_UPLOAD_BYTES, Bulk2
+from sfbulk.bulk2 import MAX_UPLOAD_BYTES, Bulk2, IngestJobInfo
 from sfbulk.csvcodec import NO_RECORDS_BODY, CsvBatcher, RejectedRecord, iter_csv_rows
 from sfbulk.errors import SalesforceError
 from sfbulk.rest import RestCollections, is_bulk_refusal
@@ -393,11 +393,32 @@ class Loader:
             if job.state != "JobComplete":
                 failed_job = f"job {job.state}: {job.error_message or 'no message'}"
                 joiner.unprocessed_reason = failed_job
-            for kind in ("successful", "failed", "unprocessed"):
+            for kind in _result_sets(job, payload.rows):
                 for page in results.pages(kind):
                     joiner.add_page(kind, page)
         outcomes = joiner.finish(unprocessed_message=failed_job)
         return dict(zip(payload.keys, outcomes, strict=True))
+
+
+def _result_sets(job: IngestJobInfo, rows: int) -> list[str]:
+    """The result sets of a finished Bulk 2.0 job that may hold rows, to download.
+
+    A ``JobComplete`` job's counts are final: no failed rows means an empty ``failedResults``,
+    every uploaded row processed an empty ``unprocessedrecords``, every processed row failed an
+    empty ``successfulResults``; each saves an API call. Any row the counts misstate is left
+    without a result, which the join reports as an error.
+    """
+    if job.state != "JobComplete":
+        return ["successful", "failed", "unprocessed"]
+    processed, failed = job.number_records_processed, job.number_records_failed
+    sets = []
+    if failed < processed:
+        sets.append("successful")
+    if failed:
+        sets.append("failed")
+    if processed < rows:
+        sets.append("unprocessed")
+    return sets
 
 
 def _from_row(row: RowResult, job_id: str | None, batch_id: str | None) -> Outcome:

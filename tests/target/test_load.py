@@ -346,3 +346,38 @@ def test_failures_inside_runs_of_results_reach_exactly_their_records(emulator, t
             if r["Name"] is not None]
     tally = target.tally.streams()["Account"]
     assert (tally.received, tally.successful, tally.failed) == (40, 34, 6)
+
+
+@pytest.mark.parametrize(("names", "downloaded"), [
+    (["A", "B", "C"], ["successfulResults"]),
+    (["A", None, "C"], ["successfulResults", "failedResults"]),
+    ([None, None], ["failedResults"]),
+])
+def test_bulk2_downloads_only_result_sets_the_job_counts_say_hold_rows(emulator, tmp_path,
+                                                                        monkeypatch, names,
+                                                                        downloaded):
+    # A JobComplete job's counts are final: an empty failedResults or unprocessedrecords is
+    # not asked for (an API call saved per job), and every record still gets its outcome.
+    from sfbulk.bulk2 import Bulk2
+
+    asked: list[str] = []
+    real = Bulk2.iter_ingest_result_pages
+
+    def spy(self, job_id, which, *args, **kwargs):
+        asked.append(which)
+        return real(self, job_id, which, *args, **kwargs)
+
+    monkeypatch.setattr(Bulk2, "iter_ingest_result_pages", spy)
+    path = tmp_path / "failed.jsonl"
+    _, target = run(config(emulator, bulk_api="2.0", action="insert", max_failed_records=10,
+                           failed_records_path=str(path)),
+                    [schema("Account", {"Name": {"type": ["string", "null"]}}),
+                     *(record("Account", {"Name": name}) for name in names)])
+    assert asked == downloaded
+    tally = target.tally.streams()["Account"]
+    good = [name for name in names if name is not None]
+    assert (tally.successful, tally.failed) == (len(good), len(names) - len(good))
+    assert sorted(n for (n,) in rows(emulator, "SELECT Name FROM Account")) == good
+    failed = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert {f["error_code"] for f in failed} <= {"REQUIRED_FIELD_MISSING"}
+    assert len(failed) == len(names) - len(good)
