@@ -782,8 +782,10 @@ class Bulk1(JobPolling):
         timeout: float | None = None,
         *,
         raise_on_failure: bool = True,
+        look_later: bool = False,
     ) -> list[BatchInfo]:
-        """Poll until every batch in ``batch_ids`` is terminal; return them in that order.
+        """Poll until every batch in ``batch_ids`` is terminal; return them in that order
+        (``look_later``: first wait one poll interval, for batches just added).
 
         Raises:
             JobFailedError: A batch ended Failed or NotProcessed (with ``raise_on_failure``),
@@ -793,6 +795,8 @@ class Bulk1(JobPolling):
         job_id = job if isinstance(job, str) else job.id
         wanted = list(batch_ids)
         wait = self.job_wait(timeout, what=f"Bulk 1.0 job {job_id}", job_id=job_id)
+        if look_later:
+            wait.sleep()
         while True:
             infos = {b.id: b for b in self.list_batches(job_id)}
             missing = [b for b in wanted if b not in infos]
@@ -1088,7 +1092,7 @@ class Bulk1(JobPolling):
             added = [self.add_batch(job, body) for body in batches]
             closed = self.close_job(job.id)
             infos = self.wait_for_batches(
-                job.id, [b.id for b in added], timeout, raise_on_failure=False
+                job.id, [b.id for b in added], timeout, raise_on_failure=False, look_later=True
             )
         except BaseException as exc:
             self._abort_quietly(job.id, exc)

@@ -374,8 +374,13 @@ class Bulk2(JobPolling):
         assert isinstance(info, QueryJobInfo)
         return info
 
-    def _wait(self, read: Any, job_id: str, timeout: float | None, kind: str) -> Any:
+    def _wait(self, read: Any, job_id: str, timeout: float | None, kind: str, *,
+              look_later: bool = False) -> Any:
+        """Poll ``read`` until the job is terminal; with ``look_later``, the first look comes
+        after the first interval (a job whose data was only just uploaded is never done)."""
         wait = self.job_wait(timeout, what=f"Bulk 2.0 {kind} job {job_id}", job_id=job_id)
+        if look_later:
+            wait.sleep()
         while True:
             info = read()
             if info.is_terminal:
@@ -598,16 +603,23 @@ class Bulk2(JobPolling):
         self.client.open_jobs.unregister(job_id)
 
     def wait_for_ingest_job(
-        self, job_id: str, timeout: float | None = None, *, raise_on_failure: bool = True
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        *,
+        raise_on_failure: bool = True,
+        look_later: bool = False,
     ) -> IngestJobInfo:
-        """Poll until the ingest job is JobComplete, Failed or Aborted.
+        """Poll until the ingest job is JobComplete, Failed or Aborted (``look_later``: first
+        wait one poll interval, for a job just closed).
 
         Raises:
             JobFailedError: Failed or Aborted (with ``raise_on_failure``), with ``errorMessage``.
             JobTimeoutError: ``timeout`` passed first; the caller should abort the job.
         """
         try:
-            info = self._wait(lambda: self.get_ingest_job(job_id), job_id, timeout, "ingest")
+            info = self._wait(lambda: self.get_ingest_job(job_id), job_id, timeout, "ingest",
+                              look_later=look_later)
         except JobFailedError:
             if raise_on_failure:
                 raise
@@ -673,7 +685,8 @@ class Bulk2(JobPolling):
         try:
             self.upload(job.id, csv_bytes)
             self.upload_complete(job.id)
-            done = self.wait_for_ingest_job(job.id, timeout, raise_on_failure=False)
+            done = self.wait_for_ingest_job(job.id, timeout, raise_on_failure=False,
+                                            look_later=True)
         except BaseException as exc:
             self._abort_quietly(job.id, "ingest", exc)
             raise

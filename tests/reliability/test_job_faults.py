@@ -96,10 +96,10 @@ def test_daily_allocation_nearly_spent_stops_before_any_job(emulator_factory, ob
 
 
 @pytest.mark.parametrize("api", APIS)
-@pytest.mark.parametrize("after_calls", [4, 5, 6, 7])
+@pytest.mark.parametrize("after_calls", [2, 3, 4, 5, 6])
 def test_session_expires_mid_load(emulator, observe, api, after_calls):
-    # The target's first calls are describes; the later ones create, upload, close, poll and
-    # read results, so each position expires the session at a different step of the job.
+    # The target's first two calls are describes; the next ones create, upload, close, poll
+    # and read results, so each position expires the session at a different step of the job.
     set_faults(emulator, {"expire_session_after": after_calls})
     run = run_target(emulator, account_messages(5, state={"n": 5}), bulk_api=api,
                      action="upsert")

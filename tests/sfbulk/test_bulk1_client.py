@@ -664,3 +664,19 @@ def test_e2e_sigterm_aborts_open_jobs(emulator) -> None:
     bulk = emulator_bulk(emulator)
     assert bulk.get_job(job_id).state == "Aborted"
     assert f"Aborted open Bulk 1.0 job {job_id} on exit" in err
+
+
+def test_e2e_ingest_first_batch_list_read_waits_one_interval(emulator, monkeypatch) -> None:
+    # Batches added a moment ago are not finished: the first look comes after one interval.
+    from sfbulk.http import JobWait
+
+    bulk = emulator_bulk(emulator)
+    steps: list[str] = []
+    sleep, read = JobWait.sleep, Bulk1.list_batches
+    monkeypatch.setattr(JobWait, "sleep", lambda self: (steps.append("sleep"), sleep(self))[1])
+    monkeypatch.setattr(Bulk1, "list_batches",
+                        lambda self, job: (steps.append("read"), read(self, job))[1])
+    outcome = bulk.ingest("Account", "insert", [b"Name\nR1\n"])
+    assert [r.success for b in outcome.batches for r in b.results] == [True]
+    assert steps[0] == "sleep" and steps[-1] == "read"
+    assert steps.count("read") == steps.count("sleep")

@@ -319,3 +319,20 @@ def test_e2e_not_found_maps_to_typed_error(emulator) -> None:
     assert info.value.status == 404
     assert info.value.code == "NOT_FOUND"
     assert info.value.job_id == "750000000000000AAA"
+
+
+def test_e2e_ingest_first_status_read_waits_one_interval(emulator, monkeypatch) -> None:
+    # A job whose data was only just uploaded is never finished: reading its state at once
+    # would spend an API call on the answer "UploadComplete".
+    from sfbulk.http import JobWait
+
+    bulk = emulator_bulk(emulator)
+    steps: list[str] = []
+    sleep, read = JobWait.sleep, Bulk2.get_ingest_job
+    monkeypatch.setattr(JobWait, "sleep", lambda self: (steps.append("sleep"), sleep(self))[1])
+    monkeypatch.setattr(Bulk2, "get_ingest_job",
+                        lambda self, job_id: (steps.append("read"), read(self, job_id))[1])
+    res = bulk.ingest("Account", "insert", b"Name\nR1\n")
+    assert res.job.state == "JobComplete"
+    assert steps[0] == "sleep" and steps[-1] == "read"
+    assert steps.count("read") == steps.count("sleep")  # every read after a wait
