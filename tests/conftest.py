@@ -150,3 +150,24 @@ def emulator_config(server, auth_type: str = "refresh_token", **overrides: objec
         raise ValueError(f"emulator_config does not know auth_type {auth_type!r}")
     config.update(overrides)
     return config
+
+
+def record_poll_steps(monkeypatch: pytest.MonkeyPatch, cls: type, method: str) -> list[str]:
+    """Record, in order, every poll wait (``"sleep"``) and every call of ``cls.method``
+    (``"read"``, a status read), both still doing their work."""
+    from sfbulk.http import JobWait
+
+    steps: list[str] = []
+    sleep, read = JobWait.sleep, getattr(cls, method)
+
+    def waited(self: JobWait) -> None:
+        steps.append("sleep")
+        sleep(self)
+
+    def looked(self: object, *args: object) -> object:
+        steps.append("read")
+        return read(self, *args)
+
+    monkeypatch.setattr(JobWait, "sleep", waited)
+    monkeypatch.setattr(cls, method, looked)
+    return steps

@@ -29,7 +29,7 @@ from sfbulk.errors import (
     RecordCountMismatchError,
 )
 from sfbulk.http import ASYNC_NS, SalesforceClient
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, record_poll_steps
 from tests.sfbulk.test_http import Reply, Req, StubServer
 
 B1 = FIXTURES / "salesforce" / "bulk1"
@@ -668,14 +668,8 @@ def test_e2e_sigterm_aborts_open_jobs(emulator) -> None:
 
 def test_e2e_ingest_first_batch_list_read_waits_one_interval(emulator, monkeypatch) -> None:
     # Batches added a moment ago are not finished: the first look comes after one interval.
-    from sfbulk.http import JobWait
-
     bulk = emulator_bulk(emulator)
-    steps: list[str] = []
-    sleep, read = JobWait.sleep, Bulk1.list_batches
-    monkeypatch.setattr(JobWait, "sleep", lambda self: (steps.append("sleep"), sleep(self))[1])
-    monkeypatch.setattr(Bulk1, "list_batches",
-                        lambda self, job: (steps.append("read"), read(self, job))[1])
+    steps = record_poll_steps(monkeypatch, Bulk1, "list_batches")
     outcome = bulk.ingest("Account", "insert", [b"Name\nR1\n"])
     assert [r.success for b in outcome.batches for r in b.results] == [True]
     assert steps[0] == "sleep" and steps[-1] == "read"

@@ -12,7 +12,7 @@ from sfbulk.auth import SalesforceAuth
 from sfbulk.bulk2 import MAX_UPLOAD_BYTES, Bulk2, IngestJobInfo, QueryJobInfo
 from sfbulk.errors import JobFailedError, RecordCountMismatchError, SalesforceError
 from sfbulk.http import SalesforceClient
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, record_poll_steps
 from tests.sfbulk.test_bulk1_client import DEMO
 from tests.sfbulk.test_http import Reply, Req, StubServer
 
@@ -324,14 +324,8 @@ def test_e2e_not_found_maps_to_typed_error(emulator) -> None:
 def test_e2e_ingest_first_status_read_waits_one_interval(emulator, monkeypatch) -> None:
     # A job whose data was only just uploaded is never finished: reading its state at once
     # would spend an API call on the answer "UploadComplete".
-    from sfbulk.http import JobWait
-
     bulk = emulator_bulk(emulator)
-    steps: list[str] = []
-    sleep, read = JobWait.sleep, Bulk2.get_ingest_job
-    monkeypatch.setattr(JobWait, "sleep", lambda self: (steps.append("sleep"), sleep(self))[1])
-    monkeypatch.setattr(Bulk2, "get_ingest_job",
-                        lambda self, job_id: (steps.append("read"), read(self, job_id))[1])
+    steps = record_poll_steps(monkeypatch, Bulk2, "get_ingest_job")
     res = bulk.ingest("Account", "insert", b"Name\nR1\n")
     assert res.job.state == "JobComplete"
     assert steps[0] == "sleep" and steps[-1] == "read"
