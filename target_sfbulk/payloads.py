@@ -256,6 +256,18 @@ class _OpenZip:
     files: dict[str, bytes] = field(default_factory=dict)
     unzipped: int = 0
     zipped: int = 0
+    request: int = 0  # bytes request.txt may take, at most (see _request_bytes)
+
+
+def _request_bytes(row: Mapping[str, Any]) -> int:
+    """At most how many bytes a row takes in ``request.txt``, in any of its formats: each
+    value's text (quotes doubled) with its column named twice (an XML element's tags, beside
+    JSON's key and CSV's header) and room for the markup."""
+    size = 16
+    for column, value in row.items():
+        text = "" if value is None else str(value)
+        size += 2 * len(text.encode("utf-8", "surrogatepass")) + 2 * len(column) + 16
+    return size
 
 
 class ZipBatcher:
@@ -314,7 +326,12 @@ class ZipBatcher:
         zipped = sum(len(zlib.compress(c, 6)) + _ZIP_ENTRY_OVERHEAD + 8 for c in files.values())
         unzipped = sum(len(c) for c in files.values())
         limit = self.max_zip_bytes - _ZIP_HEADROOM
-        if zipped > limit or unzipped > self.max_unzipped_bytes - _ZIP_HEADROOM:
+        # request.txt is one of the zip's files, and its bytes count unzipped (and, not
+        # compressed at all at worst, zipped); it is also a batch of at most 10,000,000
+        # characters.
+        request = _request_bytes(row)
+        if zipped + request > limit or \
+                unzipped + request > self.max_unzipped_bytes - _ZIP_HEADROOM:
             return [RejectedRecord(key, record,
                                    f"binary content of {unzipped} bytes ({zipped} zipped) exceeds "
                                    f"what one ZIP batch may hold ({self.max_zip_bytes} bytes "
@@ -323,15 +340,18 @@ class ZipBatcher:
         batch = self._open
         if batch.records and (
                 len(batch.records) >= MAX_BATCH_ROWS
-                or len(batch.files) + len(files) > self.max_files
-                or batch.zipped + zipped > limit
-                or batch.unzipped + unzipped > self.max_unzipped_bytes - _ZIP_HEADROOM):
+                or len(batch.files) + len(files) + 1 > self.max_files
+                or batch.zipped + zipped + batch.request + request > limit
+                or batch.unzipped + unzipped + batch.request + request
+                > self.max_unzipped_bytes - _ZIP_HEADROOM
+                or batch.request + request > MAX_BATCH_CHARS):
             out.extend(self.flush())
             batch = self._open
         batch.records.append((key, row))
         batch.files.update(files)
         batch.zipped += zipped
         batch.unzipped += unzipped
+        batch.request += request
         return out
 
     def flush(self) -> list[Payload | RejectedRecord]:
