@@ -144,3 +144,32 @@ def test_simple_salesforce_reports_record_errors(emulator, handler: SFBulkHandle
     assert results[0]["success"] is False
     assert results[0]["id"] is None
     assert results[0]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
+
+
+def test_simple_salesforce_upsert_by_external_id(emulator, handler: SFBulkHandler) -> None:
+    org = emulator.state.org
+    # The empty org carries the demo schema's Account.External_Id__c, an external id field.
+    assert org.catalog.get("Account").field("External_Id__c").external_id
+    (existing,) = org.write("Account", "insert", [{"Name": "Old", "External_Id__c": "EXT-1",
+                                                   "Site": "kept"}])
+    upserted = handler.Account.upsert(
+        [{"External_Id__c": "EXT-1", "Name": "Renamed"},
+         {"External_Id__c": "EXT-2", "Name": "Fresh", "Site": "new"}],
+        "External_Id__c",
+    )
+    fresh_id = _ids(emulator, "SELECT \"Id\" FROM \"Account\" WHERE \"External_Id__c\" = 'EXT-2'")
+    assert upserted == [
+        {"success": True, "created": False, "id": existing.id, "errors": []},
+        {"success": True, "created": True, "id": fresh_id[0], "errors": []},
+    ]
+    (job,) = [j for j in emulator.state.jobs.jobs() if getattr(j, "operation", "") == "upsert"]
+    assert (job.external_id_field, job.content_type) == ("External_Id__c", "JSON")
+    again = handler.Account.upsert([{"External_Id__c": "EXT-2", "Name": "Fresher"}],
+                                   "External_Id__c")
+    assert again == [{"success": True, "created": False, "id": fresh_id[0], "errors": []}]
+    records = handler.Account.query(
+        "SELECT Id, External_Id__c, Name, Site FROM Account ORDER BY External_Id__c", wait=0)
+    assert [(r["Id"], r["External_Id__c"], r["Name"], r["Site"]) for r in records] == [
+        (existing.id, "EXT-1", "Renamed", "kept"), (fresh_id[0], "EXT-2", "Fresher", "new"),
+    ]
+    assert org.count("Account") == 2
