@@ -222,3 +222,151 @@ def test_missing_data_file_and_unknown_object(tmp_path: Path):
     )
     with pytest.raises(SfdxImportError, match=r"object Ghost__c is not in the org's schema"):
         import_sfdx(Org(), project)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every field of every tree record, for every plan of every sample project.
+
+
+def _sample_plans() -> list[tuple[str, str]]:
+    from tests.conftest import FIXTURES
+
+    root = FIXTURES / "sample-orgs"
+    if not root.is_dir():
+        return []
+    return [
+        (project.name, plan.name)
+        for project in sorted(p for p in root.iterdir() if p.is_dir())
+        for plan in find_plans(project)
+    ]
+
+
+def _in_insert_order(
+    plan_path: Path,
+) -> dict[str, list[tuple[dict, tuple[str, str] | None]]]:
+    """Per object, the tree records in the order ``import_sfdx`` inserts them: plan entries in
+    order, each file's top-level records, then each record's nested children. Each comes with
+    (lookup field, parent referenceId) for nested children, else None."""
+    out: dict[str, list[tuple[dict, tuple[str, str] | None]]] = {}
+
+    def level(sobject: str, records: list[dict], parent: tuple[str, str] | None) -> None:
+        children = []
+        for index, record in enumerate(records):
+            out.setdefault(sobject, []).append((record, parent))
+            for key, value in record.items():
+                if key != "attributes" and isinstance(value, dict) and "records" in value:
+                    ref = record["attributes"].get("referenceId") or f"{sobject}#{index + 1}"
+                    children.append((key, ref, value["records"]))
+        for relationship, ref, nested in children:
+            child = nested[0]["attributes"]["type"] if nested else None
+            if child is not None:
+                level(child, nested, (relationship, ref))
+
+    for entry in json.loads(plan_path.read_text(encoding="utf-8")):
+        for name in entry["files"]:
+            level(entry["sobject"], _records(plan_path.parent / name), None)
+    return out
+
+
+def _typed_equal(field_type: str, stored: object, given: object) -> bool:
+    """Compare a stored column with the tree file's JSON value, by the field's describe type."""
+    import datetime as dt
+    from decimal import Decimal
+
+    if field_type == "boolean":
+        return stored in (0, 1) and bool(stored) is bool(given)
+    if field_type in ("double", "currency", "percent", "int", "long"):
+        return (
+            isinstance(given, int | float)
+            and not isinstance(given, bool)
+            and stored is not None
+            and Decimal(str(stored)) == Decimal(str(given))
+        )
+    if field_type == "datetime":
+
+        def instant(text: object) -> dt.datetime:
+            return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+
+        return instant(stored) == instant(given)
+    if field_type == "date":
+        return isinstance(stored, str) and dt.date.fromisoformat(stored) == dt.date.fromisoformat(
+            str(given)[:10]
+        )
+    if field_type == "time":
+        return isinstance(stored, str) and stored == given
+    if field_type in ("string", "picklist", "multipicklist", "email", "phone", "url",
+                      "textarea", "reference", "id", "combobox", "encryptedstring"):  # fmt: skip
+        return isinstance(stored, str) and stored == given
+    raise AssertionError(f"no typed comparison for describe type {field_type!r}")
+
+
+@pytest.mark.parametrize(("project", "plan"), _sample_plans())
+def test_every_field_of_every_plan_record_is_stored(fixtures_dir: Path, project: str, plan: str):
+    project_dir = fixtures_dir / "sample-orgs" / project
+    plan_path = next(p for p in find_plans(project_dir) if p.name == plan)
+    org = Org()
+    summary = import_sfdx(org, project_dir, plan=plan_path)
+    assert summary.plan == plan_path
+    expected = _in_insert_order(plan_path)
+    assert summary.records == {name: len(rows) for name, rows in expected.items()}
+
+    # The id of every tree record, from the stored rows in insertion order (not from the
+    # importer's own saveRefs map, which is checked against it).
+    ids: dict[str, str] = {}
+    stored_ids: dict[str, list[str]] = {}
+    for name, rows in expected.items():
+        found = [r[0] for r in org.execute_sql(f'SELECT "Id" FROM "{name}" ORDER BY rowid')]
+        assert len(found) == len(rows) == org.count(name), name
+        assert len(set(found)) == len(found)
+        stored_ids[name] = found
+        for (record, _), record_id in zip(rows, found, strict=True):
+            ref = record["attributes"].get("referenceId")
+            if ref:
+                assert ref not in ids, f"duplicate referenceId {ref}"
+                ids[ref] = record_id
+    for ref, record_id in summary.refs.items():
+        assert ids[ref] == record_id, ref
+
+    checked = 0
+    for name, rows in expected.items():
+        obj = org.catalog.get(name)
+        assert obj is not None
+        for (record, parent), record_id in zip(rows, stored_ids[name], strict=True):
+            fields = [
+                k for k, v in record.items()
+                if k != "attributes" and not (isinstance(v, dict) and "records" in v)
+            ]  # fmt: skip
+            columns = ", ".join(f'"{obj.field(f).name}"' for f in fields) or '"Id"'
+            (stored,) = org.execute_sql(
+                f'SELECT {columns} FROM "{name}" WHERE "Id" = ?', (record_id,)
+            )
+            where = (project, plan, name, record["attributes"].get("referenceId"))
+            for key, value in zip(fields, stored, strict=True):
+                given = record[key]
+                describe_type = obj.field(key).type
+                if isinstance(given, str) and given.startswith("@"):
+                    # A reference: the id of the record that had that referenceId.
+                    assert describe_type == "reference", (*where, key)
+                    assert value == ids[given[1:]], (*where, key, value, given)
+                    assert value[:3] == ids[given[1:]][:3]
+                else:
+                    assert _typed_equal(describe_type, value, given), (
+                        *where,
+                        key,
+                        describe_type,
+                        value,
+                        given,
+                    )
+                checked += 1
+            if parent is not None:
+                lookup_rel, parent_ref = parent
+                (row,) = org.execute_sql(f'SELECT * FROM "{name}" WHERE "Id" = ?', (record_id,))
+                assert ids[parent_ref] in row, (*where, lookup_rel)
+    assert checked == sum(
+        1
+        for rows in expected.values()
+        for record, _ in rows
+        for k, v in record.items()
+        if k != "attributes" and not (isinstance(v, dict) and "records" in v)
+    )
+    assert checked > 0
