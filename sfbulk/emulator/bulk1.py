@@ -221,6 +221,9 @@ class Bulk1Batch:
     #: and the field holding those ids (``Id``, or the parent's lookup with ``parent=``).
     chunk: tuple[str, str | None] | None = None
     chunk_field: str = "Id"
+    #: With ``parent=``: this chunk also reads the rows whose parent lookup is empty (the
+    #: first chunk does, so that no row falls between the parents' id ranges).
+    chunk_nulls: bool = False
     #: Parent ids this batch writes under (for the lock-contention fault).
     parents: frozenset[str] = frozenset()
 
@@ -1390,9 +1393,13 @@ def _top_level_words(soql: str) -> list[tuple[str, int, int]]:
     return words
 
 
-def chunk_query(soql: str, field_name: str, lo: str, hi: str | None) -> str:
-    """Add ``field >= lo AND field < hi`` to a SOQL query's WHERE clause."""
+def chunk_query(soql: str, field_name: str, lo: str, hi: str | None, *,
+                nulls: bool = False) -> str:
+    """Add ``field >= lo AND field < hi`` to a SOQL query's WHERE clause (``nulls``: or the
+    field is empty)."""
     condition = f"{field_name} >= '{lo}'" + (f" AND {field_name} < '{hi}'" if hi else "")
+    if nulls:
+        condition = f"(({condition}) OR {field_name} = null)"
     words = _top_level_words(soql)
     where = next((w for w in words if w[0] == "WHERE"), None)
     tail = next(
@@ -1635,9 +1642,12 @@ def _split_into_chunks(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk
         )
     assert job.pk_chunking is not None
     ranges = org.id_chunks(chunked_object, job.pk_chunking.chunk_size, job.pk_chunking.start_row)
+    by_parent = chunk_field != "Id"
+    if by_parent and not ranges:  # no parents at all: one chunk still reads the orphans
+        ranges = [("", None)]
     created = now()
     chunks: list[Bulk1Batch] = []
-    for lo, hi in ranges:
+    for number, (lo, hi) in enumerate(ranges):
         try:
             state.usage.consume(DAILY_BULK_API_BATCHES)
         except LimitExceeded:
@@ -1645,6 +1655,7 @@ def _split_into_chunks(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk
         chunks.append(Bulk1Batch(
             id=engine.new_batch_id(), job_id=job.id, created=created,
             request=batch.request, chunk=(lo, hi), chunk_field=chunk_field,
+            chunk_nulls=by_parent and number == 0,
         ))
     with job.lock:
         aborted = job.state == "Aborted"
@@ -1675,7 +1686,7 @@ def _process_query(state: Any, engine: JobEngine, job: Bulk1Job, batch: Bulk1Bat
     ):
         return
     if batch.chunk is not None:
-        soql = chunk_query(soql, batch.chunk_field, *batch.chunk)
+        soql = chunk_query(soql, batch.chunk_field, *batch.chunk, nulls=batch.chunk_nulls)
     org = state.org
     fmt = job.data_format
     if fmt == "CSV":

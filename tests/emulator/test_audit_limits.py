@@ -156,17 +156,20 @@ def _assert_failed(info: dict[str, Any], message: str) -> None:
 # PK chunking with parent=Account
 
 
-def _accounts_with_contacts(server: Any, per_account: list[int]) -> tuple[list[str], dict]:
-    """Accounts A0..An (ids ascending) and per_account[i] contacts of Ai; (account ids,
-    {contact id: (name, account id)})."""
+def _accounts_with_contacts(server: Any, per_account: list[int],
+                            orphans: int = 0) -> tuple[list[str], dict]:
+    """Accounts A0..An (ids ascending), per_account[i] contacts of Ai and ``orphans`` contacts
+    of no account; (account ids, {contact id: (name, account id or None)})."""
     org = server.state.org
     accounts = [r.id for r in org.write("Account", "insert",
                                         [{"Name": f"A{i}"} for i in range(len(per_account))])]
     rows = [{"LastName": f"C{i}-{k}", "AccountId": accounts[i]}
             for i, count in enumerate(per_account) for k in range(count)]
+    rows += [{"LastName": f"Orphan{k}"} for k in range(orphans)]
     contacts = org.write("Contact", "insert", rows)
     assert all(r.success for r in contacts)
-    return accounts, {r.id: (row["LastName"], row["AccountId"]) for r, row in zip(contacts, rows)}
+    return accounts, {r.id: (row["LastName"], row.get("AccountId"))
+                      for r, row in zip(contacts, rows)}
 
 
 def test_pk_chunking_by_parent_account_chunks_contacts_by_account_id(emulator, bulk) -> None:
@@ -193,6 +196,32 @@ def test_pk_chunking_by_parent_account_chunks_contacts_by_account_id(emulator, b
     assert got == expected
     every = [row for rows in got for row in rows]
     assert len(every) == len(set(every)) == len(contacts) == 8
+
+
+def test_pk_chunking_by_parent_reads_children_without_a_parent_once(emulator, bulk) -> None:
+    # Contacts of no Account lie in no Account id range: the first chunk reads them too, so a
+    # chunked query returns every row exactly once.
+    _, contacts = _accounts_with_contacts(emulator, [1, 2, 1], orphans=2)
+    job = bulk.create_job("query", "Contact",
+                          headers={"Sforce-Enable-PKChunking": "chunkSize=2; parent=Account"})
+    bulk.add_batch(job, "SELECT Id, LastName FROM Contact")
+    listing = bulk.settle(job, 3)
+    assert [(b["state"], b["numberRecordsProcessed"]) for b in listing] == [
+        ("NotProcessed", "0"), ("Completed", "5"), ("Completed", "1")]
+    got = [row for b in listing[1:] for row in bulk.query_rows(job, b["id"])]
+    assert sorted(got) == sorted(f'"{cid}","{name}"' for cid, (name, _) in contacts.items())
+
+
+def test_pk_chunking_by_parent_with_no_parents_still_reads_every_row(emulator, bulk) -> None:
+    _, contacts = _accounts_with_contacts(emulator, [], orphans=3)
+    job = bulk.create_job("query", "Contact",
+                          headers={"Sforce-Enable-PKChunking": "chunkSize=2; parent=Account"})
+    bulk.add_batch(job, "SELECT Id, LastName FROM Contact")
+    listing = bulk.settle(job, 2)
+    assert [(b["state"], b["numberRecordsProcessed"]) for b in listing] == [
+        ("NotProcessed", "0"), ("Completed", "3")]
+    assert sorted(bulk.query_rows(job, listing[1]["id"])) == sorted(
+        f'"{cid}","{name}"' for cid, (name, _) in contacts.items())
 
 
 @pytest.mark.parametrize(("obj", "parent", "message"), [
