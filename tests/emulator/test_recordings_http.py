@@ -23,6 +23,18 @@ import requests
 from tests.conftest import FIXTURES, emulator_token
 
 SF = FIXTURES / "salesforce"
+
+
+def _recorded(name: str) -> Any:
+    """A recorded JSON body, by its path under fixtures/salesforce."""
+    return json.loads((SF / name).read_text())
+
+
+def _json_body(response: requests.Response) -> Any:
+    """The body of a 200 answer with the REST API's JSON content type."""
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == JSON_REST
+    return response.json()
 NS = "http://www.force.com/2009/06/asyncapi/dataload"
 JSON_REST = "application/json;charset=UTF-8"
 
@@ -150,6 +162,18 @@ class Raw:
             assert time.monotonic() < deadline, state
             time.sleep(0.02)
 
+    def completed_result(self, job: str, body: str,
+                         content_type: str) -> tuple[str, requests.Response]:
+        """Add a batch to an XML job, wait until it is Completed and GET its result (a 200):
+        the batch id and the answer."""
+        response = self.bulk1("POST", f"job/{job}/batch", body, content_type)
+        assert response.status_code == 201, response.text
+        batch = _xml_text(response.content, "id")
+        assert self.wait_batch(job, batch) == "Completed"
+        response = self.bulk1("GET", f"job/{job}/batch/{batch}/result")
+        assert response.status_code == 200, response.text
+        return batch, response
+
     def wait_ingest2(self, job: str, version: str = "60.0") -> dict[str, Any]:
         deadline = time.monotonic() + 20
         while True:
@@ -234,7 +258,7 @@ def test_bulk1_close_json_jobinfo(emulator):
     response = raw.bulk1("POST", f"job/{job}", json.dumps({"state": "Closed"}), "application/json")
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"] == "application/json"
-    recorded = json.loads((SF / "bulk1/doc_jobinfo_close_response.json").read_text())
+    recorded = _recorded("bulk1/doc_jobinfo_close_response.json")
     body = response.json()
     # Keys alphabetical, apiVersion a number, no externalIdFieldName for an insert.
     assert json_kinds(body) == json_kinds(recorded)
@@ -270,7 +294,7 @@ def test_bulk1_json_query_batch_create_and_result_list(emulator):
     assert response.status_code == 201, response.text
     assert response.headers["Content-Type"] == "application/json"
     body = response.json()
-    recorded = json.loads((SF / "bulk1/batchinfo_create_response_query_json.json").read_text())
+    recorded = _recorded("bulk1/batchinfo_create_response_query_json.json")
     # Alphabetical keys with an explicit "stateMessage": null, numbers as numbers.
     assert json_kinds(body) == json_kinds(recorded)
     assert (body["state"], body["stateMessage"], body["jobId"]) == ("Queued", None, job)
@@ -280,7 +304,7 @@ def test_bulk1_json_query_batch_create_and_result_list(emulator):
     response = raw.bulk1("GET", f"job/{job}/batch/{body['id']}/result")
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"] == "application/json"
-    recorded_list = json.loads((SF / "bulk1/query_result_list_json.json").read_text())
+    recorded_list = _recorded("bulk1/query_result_list_json.json")
     result_list = response.json()
     assert [_kind(v) for v in result_list] == [_kind(v) for v in recorded_list] == ["string"]
     assert re.fullmatch(r"752[0-9A-Za-z]{12}", result_list[0])
@@ -293,12 +317,7 @@ def test_bulk1_csv_query_result_list_xml(emulator_factory):
     server = emulator_factory(seed="demo", records=5)
     raw = Raw(server)
     job = _xml_job(raw, "query", "Account", "CSV")
-    response = raw.bulk1("POST", f"job/{job}/batch", "SELECT Id, Name FROM Account", "text/csv")
-    assert response.status_code == 201, response.text
-    batch = _xml_text(response.content, "id")
-    assert raw.wait_batch(job, batch) == "Completed"
-    response = raw.bulk1("GET", f"job/{job}/batch/{batch}/result")
-    assert response.status_code == 200, response.text
+    batch, response = raw.completed_result(job, "SELECT Id, Name FROM Account", "text/csv")
     assert response.headers["Content-Type"] == "application/xml"
     recorded = (SF / "bulk1/doc_query_result_list.xml").read_text()
     assert xml_shape(response.content) == xml_shape(recorded)
@@ -325,12 +344,7 @@ def test_bulk1_upsert_result_all_created_csv(emulator):
         "externalIdFieldName": "External_Id__c",
     }), "application/json").json()["id"]  # fmt: skip
     csv = "LastName,External_Id__c\n" + "".join(f"Last {n},ext-{n}\n" for n in range(16))
-    response = raw.bulk1("POST", f"job/{job}/batch", csv, "text/csv")
-    assert response.status_code == 201, response.text
-    batch = _xml_text(response.content, "id")
-    assert raw.wait_batch(job, batch) == "Completed"
-    response = raw.bulk1("GET", f"job/{job}/batch/{batch}/result")
-    assert response.status_code == 200, response.text
+    _, response = raw.completed_result(job, csv, "text/csv")
     assert response.headers["Content-Type"] == "text/csv"
     assert response.text.endswith("\n")  # the trailing LF after the last row, as recorded
     lines = response.text.splitlines()
@@ -355,9 +369,8 @@ def test_bulk2_query_all_job_create_v57(emulator):
     response = raw.rest("POST", "jobs/query", "57.0", json={
         "operation": "queryAll", "query": "SELECT Id FROM Account"
     })  # fmt: skip
-    assert response.status_code == 200, response.text
-    assert response.headers["Content-Type"] == JSON_REST
-    recorded = json.loads((SF / "bulk2/query_job_create_queryAll_uploadcomplete.json").read_text())
+    _json_body(response)
+    recorded = _recorded("bulk2/query_job_create_queryAll_uploadcomplete.json")
     body = response.json()
     assert json_kinds(body) == json_kinds(recorded)
     # The recording queried ActiveFeatureLicenseMetric, an object the emulator does not model.
@@ -369,29 +382,28 @@ def test_bulk2_query_all_job_create_v57(emulator):
 
 def test_bulk2_doc_query_create_request_options(emulator):
     raw = Raw(emulator)
-    request = json.loads((SF / "bulk2/doc_query_create_request.json").read_text())
+    request = _recorded("bulk2/doc_query_create_request.json")
     response = raw.rest("POST", "jobs/query", json=request)
     assert response.status_code == 200, response.text
     body = response.json()
-    recorded = json.loads((SF / "bulk2/doc_query_create_response.json").read_text())
+    recorded = _recorded("bulk2/doc_query_create_response.json")
     assert json_kinds(body) == json_kinds(recorded)
     assert (body["columnDelimiter"], body["lineEnding"]) == ("CARET", "CRLF")
 
 
 def test_bulk2_doc_ingest_create_request(emulator):
     raw = Raw(emulator)
-    request = json.loads((SF / "bulk2/doc_ingest_create_request.json").read_text())
+    request = _recorded("bulk2/doc_ingest_create_request.json")
     response = raw.rest("POST", "jobs/ingest", json=request)
-    assert response.status_code == 200, response.text
-    assert response.headers["Content-Type"] == JSON_REST
-    recorded = json.loads((SF / "bulk2/doc_ingest_create_response.json").read_text())
+    _json_body(response)
+    recorded = _recorded("bulk2/doc_ingest_create_response.json")
     assert [k for k in response.json()] == [k for k in recorded]
 
 
 def test_bulk2_failed_results_partial_failure(emulator):
     raw = Raw(emulator)
     # The amp-labs job: upsert Opportunity on external_id__c (ingest_job_create_upsert_open.json).
-    create = json.loads((SF / "bulk2/ingest_job_create_upsert_open.json").read_text())
+    create = _recorded("bulk2/ingest_job_create_upsert_open.json")
     response = raw.rest("POST", "jobs/ingest", "60.0", json={
         "object": create["object"], "operation": create["operation"],
         "externalIdFieldName": create["externalIdFieldName"], "contentType": "CSV",
@@ -436,11 +448,8 @@ def test_bulk2_failed_results_partial_failure(emulator):
 
 def test_describe_account_v53(emulator):
     raw = Raw(emulator)
-    response = raw.rest("GET", "sobjects/Account/describe", "53.0")
-    assert response.status_code == 200, response.text
-    assert response.headers["Content-Type"] == JSON_REST
-    body = response.json()
-    recorded = json.loads((SF / "describe/Account_v53.json").read_text())
+    body = _json_body(raw.rest("GET", "sobjects/Account/describe", "53.0"))
+    recorded = _recorded("describe/Account_v53.json")
     # Top level: the same 45 keys in the same (alphabetical) order, kinds included except for
     # values an org may leave null (recorded associate*/extended*/default*: null).
     assert list(body) == list(recorded)
@@ -479,7 +488,7 @@ def test_describe_account_v53(emulator):
 
 def test_composite_describe_account_sampled(emulator):
     raw = Raw(emulator)
-    recorded = json.loads((SF / "rest/composite_describe_account_sampled.json").read_text())
+    recorded = _recorded("rest/composite_describe_account_sampled.json")
     (entry,) = recorded["compositeResponse"]
     assert list(entry) == ["body", "httpHeaders", "httpStatusCode", "referenceId"]
     sampled = entry["body"]
@@ -488,8 +497,7 @@ def test_composite_describe_account_sampled(emulator):
     response = raw.rest("POST", "composite/batch", json={"batchRequests": [
         {"method": "GET", "url": "v62.0/sobjects/Account/describe"}
     ]})  # fmt: skip
-    assert response.status_code == 200, response.text
-    assert response.headers["Content-Type"] == JSON_REST
+    _json_body(response)
     batch = response.json()
     assert json_paths(batch)[:4] == ["hasErrors", "results", "results[].statusCode",
                                      "results[].result"]  # fmt: skip
@@ -520,11 +528,8 @@ def test_composite_describe_account_sampled(emulator):
 
 def test_describe_global_v44_entries(emulator):
     raw = Raw(emulator)
-    response = raw.rest("GET", "sobjects", "44.0")
-    assert response.status_code == 200, response.text
-    assert response.headers["Content-Type"] == JSON_REST
-    body = response.json()
-    recorded = json.loads((SF / "describe_global/amaxa_sobjects_subset.json").read_text())
+    body = _json_body(raw.rest("GET", "sobjects", "44.0"))
+    recorded = _recorded("describe_global/amaxa_sobjects_subset.json")
     assert list(body) == list(recorded) == ["encoding", "maxBatchSize", "sobjects"]
     assert (body["encoding"], body["maxBatchSize"]) == (recorded["encoding"],
                                                          recorded["maxBatchSize"])  # fmt: skip
