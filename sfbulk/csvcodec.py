@@ -839,6 +839,9 @@ class CsvBatch:
     keys: list[Any]
     data: bytes
     chars: int
+    #: The rows' cells, unquoted, a list per column (``cells[c][r]``): what reading ``data``
+    #: back would give, without reading it.
+    cells: list[list[str]] | None = None
 
     @property
     def rows(self) -> int:
@@ -902,6 +905,9 @@ class _OpenBatch:
     widths: list[tuple[int, int]] = field(default_factory=list)
     #: Per record shape: where its cells go in this batch's rows (None: in order, full width).
     layouts: dict[tuple[str, ...], tuple[int, ...] | None] = field(default_factory=dict)
+    #: The rows' cells, unquoted, a list per column, every one as long as ``lines`` (a row
+    #: written before a column was added has the empty cell there, as its line will).
+    cells: list[list[str]] = field(default_factory=list)
     body_chars: int = 0
     body_bytes: int = 0
     header_chars: int = 0
@@ -1303,6 +1309,7 @@ class CsvBatcher:
                                                             strict=False)]
         except ValueError:
             return False
+        raw = cells
         line = ",".join(cells)
         # One scan of the line tells whether any cell needs quoting (a comma beyond the
         # separators, a quote or a line break); only then is each cell looked at.
@@ -1327,6 +1334,10 @@ class CsvBatcher:
             for position, cell in zip(layout, cells, strict=True):
                 row[position] = cell
             line = ",".join(row)
+            placed = [""] * len(batch.columns)
+            for position, cell in zip(layout, raw, strict=True):
+                placed[position] = cell
+            raw = placed
         if len(batch.lines) >= self.max_rows:
             return False
         chars = len(line) + len(self.line_ending)
@@ -1340,6 +1351,8 @@ class CsvBatcher:
                 batch.header_bytes + body_bytes > self.max_bytes:
             return False
         batch.lines.append(line)
+        for column, cell in zip(batch.cells, raw, strict=True):
+            column.append(cell)
         batch.keys.append(key)
         batch.body_chars = body_chars
         batch.body_bytes = body_bytes
@@ -1439,18 +1452,20 @@ class CsvBatcher:
             yield from self._add_run(rows[first:last], keys[first:last])
 
     def _encode_run(self, shape: _Shape, rows: list[dict[str, Any]],
-                    ) -> tuple[list[Sequence[str]], list[str], list[int], list[int],
-                               list[int]] | None:
+                    ) -> tuple[list[Sequence[str]], list[Sequence[str]], list[str], list[int],
+                               list[int], list[int]] | None:
         """Encode a run of records with ``shape``'s keys column by column.
 
         Returns:
-            The run's quoted cells by column, each record's own line (its cells joined, as
+            The run's quoted cells by column, its unquoted cells by column, each record's own
+            line (its cells joined, as
             :meth:`_add_plain` makes it before any layout), the lines' lengths, and the prefix
             sums of the lines' characters and of their UTF-8 bytes; or ``None`` when some value
             does not encode or some text is not valid UTF-8, for the record-by-record path to
             reject in place.
         """
         columns: list[Sequence[str]] = []
+        raw: list[Sequence[str]] = []
         ascii_only = True
         for key, plan, encode in zip(rows[0], shape.plans, shape.encoders, strict=True):
             # One column at a time, by key: transposing with zip(*map(dict.values, rows))
@@ -1459,18 +1474,19 @@ class CsvBatcher:
             quoted = None if cells is None else _quote_column(cells)
             if quoted is None:
                 return None
+            raw.append(cells)  # type: ignore[arg-type]
             columns.append(quoted[0])
             ascii_only = ascii_only and quoted[1]
         lines = list(map(",".join, zip(*columns, strict=True)))
         lengths = list(map(len, lines))
         chars = list(itertools.accumulate(lengths, initial=0))
         if ascii_only:
-            return columns, lines, lengths, chars, chars
+            return columns, raw, lines, lengths, chars, chars
         try:
             sizes = list(itertools.accumulate(map(len, map(str.encode, lines)), initial=0))
         except UnicodeEncodeError:  # lone surrogates: the full path names the field
             return None
-        return columns, lines, lengths, chars, sizes
+        return columns, raw, lines, lengths, chars, sizes
 
     def _add_run(self, rows: list[dict[str, Any]],
                  keys: list[Any]) -> Iterator[CsvBatch | RejectedRecord]:
@@ -1491,7 +1507,7 @@ class CsvBatcher:
             for record, key in zip(rows, keys, strict=True):
                 yield from self._add_one(record, key)
             return
-        columns, lines, lengths, chars, sizes = encoded
+        columns, raw, lines, lengths, chars, sizes = encoded
         names = shape.names
         total = len(rows)
         plain = self._plain_chars
@@ -1538,11 +1554,18 @@ class CsvBatcher:
             end = position + count
             if layout is None:
                 batch.lines.extend(lines[position:end])
+                for column, cells in zip(batch.cells, raw, strict=True):
+                    column.extend(cells[position:end])
             else:
                 laid: list[Iterable[str]] = [itertools.repeat("")] * width
                 for place, cells in zip(layout, columns, strict=True):
                     laid[place] = cells[position:end]
                 batch.lines.extend(map(",".join, zip(*laid, strict=False)))
+                unquoted: list[Sequence[str] | None] = [None] * width
+                for place, cells in zip(layout, raw, strict=True):
+                    unquoted[place] = cells
+                for column, cells in zip(batch.cells, unquoted, strict=True):  # type: ignore[assignment]
+                    column.extend([""] * count if cells is None else cells[position:end])
             batch.keys.extend(keys[position:end])
             batch.body_chars += chars[end] - chars[position] + count * extra
             batch.body_bytes += sizes[end] - sizes[position] + count * extra
@@ -1586,6 +1609,7 @@ class CsvBatcher:
             if name not in index:
                 index[name] = len(batch.columns)
                 batch.columns.append(header)
+                batch.cells.append([""] * len(batch.lines))  # earlier rows: the empty cell
         width = len(batch.columns)
         if not batch.widths or batch.widths[-1][1] != width:
             batch.widths.append((len(batch.lines), width))
@@ -1594,6 +1618,9 @@ class CsvBatcher:
         for name, _, cell in cells:
             row[index[name]] = cell
         batch.lines.append(",".join(row))
+        for column, cell in zip(batch.cells, row, strict=True):
+            # A quoted cell starts with a quote (an unquoted one cannot hold one).
+            column.append(cell[1:-1].replace('""', '"') if cell[:1] == '"' else cell)
         batch.keys.append(key)
         batch.header_chars, batch.header_bytes, batch.body_chars, batch.body_bytes = sizes
 
@@ -1616,7 +1643,9 @@ class CsvBatcher:
         names = list(batch.index)
         sequence = self._sequence
         self._sequence += 1
-        return CsvBatch(sequence, names, batch.keys, text.encode("utf-8"), len(text))
+        rows = len(lines)
+        cells = batch.cells if all(len(column) == rows for column in batch.cells) else None
+        return CsvBatch(sequence, names, batch.keys, text.encode("utf-8"), len(text), cells)
 
 
 class _Rejection(Exception):

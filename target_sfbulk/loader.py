@@ -360,14 +360,18 @@ class Loader:
 
     def _bulk2(self, mapper: FieldMapper, operation: str, external_id_field: str | None,
                key_column: str | None, payload: Payload, report: JobReport) -> dict[int, Outcome]:
-        every = upload_lines(payload.data, payload.rows)
+        # The upload is read back into cells only if the results are not its rows in order:
+        # those are told by the cells the batcher kept, else by the upload's lines.
         rows: list[list[str]] | Callable[[], list[list[str]]]
         lines = None
-        if every is None:
+        every = None if payload.cells is not None else upload_lines(payload.data, payload.rows)
+        if payload.cells is not None:
+            header = payload.columns
+            rows = lambda: upload_cells(payload.data, payload.rows)[1:]  # noqa: E731
+        elif every is None:
             cells = upload_cells(payload.data, payload.rows)
             header, rows = cells[0], cells[1:]
         else:
-            # Read into cells only if the results are not the uploaded lines in order.
             header = next(csv.reader(every[:1], strict=True))
             rows = lambda: upload_cells(payload.data, payload.rows, every)[1:]  # noqa: E731
             lines = every[1:]
@@ -385,7 +389,8 @@ class Loader:
             job = results.job
             report.jobs.append(job.id)
             joiner = ResultJoiner(header, rows, types, key_column=key_column,
-                                  fold_key_case=fold, job_id=job.id, lines=lines)
+                                  fold_key_case=fold, job_id=job.id, lines=lines,
+                                  columns=payload.cells)
             if joiner.rows != payload.rows:
                 raise SalesforceError(f"{mapper.object}: the upload holds {joiner.rows} rows but "
                                       f"{payload.rows} were batched", job_id=job.id)

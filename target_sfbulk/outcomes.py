@@ -389,6 +389,8 @@ class ResultJoiner:
         lines: The upload's record lines (no header, no line endings), one per row, when
             every record is one line; the rows are then read only if the results are not
             those lines in order.
+        columns: The upload's cells column by column (``columns[c][r]``, as the batcher kept
+            them), which tell the rows in order more cheaply than ``lines`` do.
     """
 
     def __init__(
@@ -402,6 +404,7 @@ class ResultJoiner:
         job_id: str | None = None,
         bulk: bool = True,
         lines: Sequence[str] | None = None,
+        columns: Sequence[Sequence[str]] | None = None,
     ) -> None:
         self.header = list(header)
         self.job_id = job_id
@@ -437,12 +440,15 @@ class ResultJoiner:
         #: In order: the uploaded lines, and the rows before ``_cursor`` (all taken), while
         #: every result row so far was the next uploaded line (see :meth:`_take_in_order`).
         self._lines: Sequence[str] | None = None
+        self._columns: Sequence[Sequence[str]] | None = None
+        self._in_order = False
         self._cursor = 0
         self._read_rows: Callable[[], Iterable[Sequence[str]]] | None = None
-        if lines is not None and bulk:
-            self._lines = lines
+        if (lines is not None or columns is not None) and bulk:
+            self._in_order = True
+            self._lines, self._columns = lines, columns
             self._read_rows = rows if callable(rows) else lambda: rows  # type: ignore[assignment]
-            self.rows = len(lines)
+            self.rows = len(lines) if lines is not None else len(columns[0]) if columns else 0
             self.outcomes: list[Outcome | None] = [None] * self.rows
         else:
             sent = rows() if callable(rows) else rows
@@ -478,7 +484,7 @@ class ResultJoiner:
                 if len(index) == count:
                     self._unique_at, self._unique = at, index
                     break
-        if self._lines is None:
+        if not self._in_order:
             self.rows = count
             self.outcomes = [None] * count
         elif count != self.rows:
@@ -758,16 +764,23 @@ class ResultJoiner:
         line the row's echoed cells make (quoted as the batcher quotes) with the uploaded line,
         which holds exactly when the uploaded line reads back as those cells; the upload itself
         is then never read back into cells. Returns ``False``, having changed nothing, when
-        some row is not its line (or the block runs past the upload).
+        some row is not its line (or the block runs past the upload). Given the uploaded
+        cells by column, each echoed column is compared with them instead, which is the same
+        test without quoting anything.
         """
-        assert self._lines is not None
         start = self._cursor
         end = start + len(rows)
         if end > self.rows:
             return False
-        lines = encode_lines([list(map(itemgetter(at), rows)) for at in page.positions])
-        if lines is None or lines != self._lines[start:end]:
-            return False
+        if self._columns is not None:  # the uploaded cells, column by column
+            for at, sent in zip(page.positions, self._columns, strict=True):
+                if list(map(itemgetter(at), rows)) != sent[start:end]:
+                    return False
+        else:
+            assert self._lines is not None
+            lines = encode_lines([list(map(itemgetter(at), rows)) for at in page.positions])
+            if lines is None or lines != self._lines[start:end]:
+                return False
         self.outcomes[start:end] = islice(self._made(page, rows), len(rows))
         self._cursor = end
         return True
@@ -778,7 +791,8 @@ class ResultJoiner:
         assert self._read_rows is not None
         sent = self._read_rows()
         self._index_upload(sent if isinstance(sent, list) else list(sent))
-        self._lines = self._read_rows = None
+        self._in_order = False
+        self._lines = self._columns = self._read_rows = None
 
     # -- pages -----------------------------------------------------------------------------------
 
@@ -838,7 +852,7 @@ class ResultJoiner:
             block = _padded(list(islice(rows, _BLOCK_ROWS)), shape.need)
             if not block:
                 return taken
-            if self._lines is not None:
+            if self._in_order:
                 if self._take_in_order(shape, block):
                     taken += len(block)
                     continue

@@ -64,6 +64,8 @@ class Payload:
     keys: list[Any]
     data: bytes
     columns: list[str] = field(default_factory=list)
+    #: CSV: the rows' cells, unquoted, a list per column, when the batcher kept them.
+    cells: list[list[str]] | None = None
 
     @property
     def rows(self) -> int:
@@ -397,4 +399,5 @@ class ZipBatcher:
 
 def as_payload(batch: CsvBatch) -> Payload:
     """A CSV batch in the common :class:`Payload` shape."""
-    return Payload(batch.sequence, list(batch.keys), batch.data, list(batch.columns))
+    return Payload(batch.sequence, list(batch.keys), batch.data, list(batch.columns),
+                   batch.cells)

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sfbulk.csvcodec import Column, CsvBatch, CsvBatcher, RejectedRecord
+from sfbulk.csvcodec import Column, CsvBatch, CsvBatcher, RejectedRecord, iter_csv_rows
 
 UTC = dt.timezone.utc
 
@@ -79,8 +79,18 @@ def outcome_of(run: Any, make: Any, items: list[tuple[Any, dict[str, Any]]],
 def assert_same(make: Any, items: list[tuple[Any, dict[str, Any]]], keyed: bool = True) -> Any:
     expected = outcome_of(per_record, make, items, keyed)
     got = outcome_of(whole, make, items, keyed)
-    assert got == expected
+    assert got == expected  # batches compare their cells too
+    for batch in got if isinstance(got, list) else []:
+        if isinstance(batch, CsvBatch):
+            assert_cells_read_back(batch)
     return got
+
+
+def assert_cells_read_back(batch: CsvBatch) -> None:
+    """A batch's cells are its rows as reading its CSV back gives them."""
+    assert batch.cells is not None and len(batch.cells) == len(batch.columns)
+    assert [list(row) for row in zip(*batch.cells, strict=True)] == \
+        list(iter_csv_rows([batch.data]))[1:]
 
 
 # -- strategies ---------------------------------------------------------------------------------

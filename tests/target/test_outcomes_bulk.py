@@ -33,12 +33,17 @@ TYPES = {"Name": "string", "NumberOfEmployees": "int", "AnnualRevenue": "currenc
 
 def _join(header: Sequence[str], sent: list[list[str]], pages: list[tuple[str, list[list[str]]]],
           *, bulk: bool, key_column: str | None = None, types: dict[str, str] = TYPES,
-          unprocessed_message: str | None = None,
-          lines: bool = False) -> list[Outcome] | tuple[str, str]:
+          unprocessed_message: str | None = None, lines: bool = False,
+          columns: bool = False) -> list[Outcome] | tuple[str, str]:
     rows = [list(r) for r in sent]
     if lines:  # given the upload's lines; the rows read only when the results leave them
         joiner = ResultJoiner(header, lambda: rows, types, key_column=key_column,
                               job_id="750J", lines=encode_lines(list(zip(*rows))))
+    elif columns:  # given the upload's cells by column, as the batcher keeps them
+        width = len(header)
+        by_column = [[row[i] if i < len(row) else "" for row in rows] for i in range(width)]
+        joiner = ResultJoiner(header, lambda: rows, types, key_column=key_column,
+                              job_id="750J", columns=by_column)
     else:
         joiner = ResultJoiner(header, rows, types, key_column=key_column, job_id="750J",
                               bulk=bulk)
@@ -57,6 +62,9 @@ def _both(header: Sequence[str], sent: list[list[str]], pages: list[tuple[str, l
     assert whole == alone
     in_order = _join(header, sent, pages, bulk=True, lines=True, **kw)  # type: ignore[arg-type]
     assert in_order == alone
+    by_columns = _join(header, sent, pages, bulk=True, columns=True,  # type: ignore[arg-type]
+                       **kw)
+    assert by_columns == alone
     return whole
 
 
@@ -148,11 +156,15 @@ def test_results_in_upload_order_match_row_by_row(seed, monkeypatch):
     assert isinstance(keyed, list) and len(keyed) == len(sent)
 
 
-def test_in_order_results_never_read_the_upload_back():
-    """Results that are the uploaded lines in order are joined from the lines alone; the
-    first block that is not makes the joiner read the rows, once, and join the rest."""
+@pytest.mark.parametrize("given", ["lines", "columns"])
+def test_in_order_results_never_read_the_upload_back(given):
+    """Results that are the uploaded rows in order are joined from the lines (or the cells by
+    column) alone; the first block that is not makes the joiner read the rows, once, and join
+    the rest."""
     sent = [[f"Acme {i}", str(i), f"{i}.5", "true", f'text, "{i}"\n'] for i in range(300)]
     reads = []
+    upload = ({"lines": encode_lines(list(zip(*sent)))} if given == "lines"
+              else {"columns": [list(column) for column in zip(*sent)]})
 
     def read() -> list[list[str]]:
         reads.append(1)
@@ -160,14 +172,14 @@ def test_in_order_results_never_read_the_upload_back():
 
     page = [["sf__Id", "sf__Created", *HEADER],
             *[[f"001{i:015d}", "true", *row] for i, row in enumerate(sent)]]
-    joiner = ResultJoiner(HEADER, read, TYPES, job_id="750J", lines=encode_lines(list(zip(*sent))))
+    joiner = ResultJoiner(HEADER, read, TYPES, job_id="750J", **upload)
     assert joiner.add_page("successful", page) == 300
     assert reads == []
     assert [o.id for o in joiner.finish()] == [f"001{i:015d}" for i in range(300)]
 
     head, results = page[0], [row[:] for row in page[1:]]
     results[249][4] = "249.50"  # reformatted: not its uploaded line, the same value
-    joiner = ResultJoiner(HEADER, read, TYPES, job_id="750J", lines=encode_lines(list(zip(*sent))))
+    joiner = ResultJoiner(HEADER, read, TYPES, job_id="750J", **upload)
     joiner.add_page("successful", [head, *results[:200]])  # rows 0-199 as uploaded
     assert reads == []
     joiner.add_page("successful", [head, *results[:199:-1]])  # the rest backwards
