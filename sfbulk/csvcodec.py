@@ -660,7 +660,9 @@ def _string_encoder(kind: str) -> Callable[[Any], str]:
             return _enc_number(value)
         if isinstance(value, (list, tuple)):
             if kind == "multipicklist":
-                items = [str(item) for item in value]
+                # An empty item selects nothing: [] and [""] both clear the field (an empty
+                # cell would leave it unchanged, and alone on its line make no row at all).
+                items = [text for text in map(str, value) if text]
                 if any(";" in item for item in items):
                     raise ValueError("a multi-select picklist value cannot contain ';'")
                 return _check_text(";".join(items)) if items else NULL_CELL

@@ -307,6 +307,9 @@ def test_typer_reads_pages_each_with_its_own_header() -> None:
     ("textarea", [1, "é"], '[1,"é"]'),
     ("multipicklist", ["Red", "Blue"], "Red;Blue"),
     ("multipicklist", "Red;Blue", "Red;Blue"),
+    ("multipicklist", ["Red", "", "Blue"], "Red;Blue"),  # an empty item selects nothing
+    ("multipicklist", [""], "#N/A"),  # nothing selected: the field is cleared, as by []
+    ("multipicklist", [], "#N/A"),
     ("reference", "001000000000001AAA", "001000000000001AAA"),
     ("somethingNew", "kept", "kept"),
 ])
@@ -608,3 +611,14 @@ def test_any_decimal_round_trips(value: Decimal) -> None:
     (record,) = RecordTyper({"Amount": "currency"}).iter_records([batch.data])
     assert record["Amount"] == value
     assert json.loads(json.dumps(str(record["Amount"]))) == str(record["Amount"])
+
+
+def test_a_record_that_selects_nothing_is_a_row_of_its_own() -> None:
+    # Alone in a batch, an empty cell would be a blank line: no row at all when read back.
+    from sfbulk.csvcodec import Column, CsvBatcher, iter_csv_rows
+
+    batcher = CsvBatcher(lambda key: Column("Tags__c", "multipicklist"))
+    (batch,) = batcher.batches([{"Tags": ["a"]}, {"Tags": [""]}, {"Tags": ["b"]}])
+    assert batch.data == b"Tags__c\na\n#N/A\nb\n"
+    assert list(iter_csv_rows([batch.data]))[1:] == [["a"], ["#N/A"], ["b"]]
+    assert batch.cells == [["a", "#N/A", "b"]] and batch.rows == 3
