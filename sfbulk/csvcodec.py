@@ -1080,24 +1080,6 @@ def _quote_column(cells: Sequence[str]) -> tuple[Sequence[str], bool] | None:
                     map(bool, map(_NEEDS_QUOTES.search, cells)))), ascii_only
 
 
-def encode_lines(columns: Sequence[Sequence[str]]) -> list[str] | None:
-    """The lines the batcher writes for rows of unquoted cells, given a column at a time: each
-    cell quoted only where it must be (as :func:`quote_cell`), the cells joined by commas, no
-    line ending. C loops per column; ``None`` when a cell holds a NUL character (no batch has
-    one).
-
-    The quoting is one to one, so a row's line equals an uploaded line exactly when the CSV
-    reader gives that line back as the row's cells.
-    """
-    quoted = []
-    for column in columns:
-        done = _quote_column(column)
-        if done is None:
-            return None
-        quoted.append(done[0])
-    return list(map(",".join, zip(*quoted, strict=True)))
-
-
 def _fitting(prefix: Sequence[int], start: int, count: int, room: int, extra: int) -> int:
     """How many of the next ``count`` lines from ``start`` fit in ``room``: the largest ``c``
     with ``prefix[start + c] - prefix[start] + c * extra <= room`` (prefix sums of line sizes,

@@ -360,21 +360,15 @@ class Loader:
 
     def _bulk2(self, mapper: FieldMapper, operation: str, external_id_field: str | None,
                key_column: str | None, payload: Payload, report: JobReport) -> dict[int, Outcome]:
-        # The upload is read back into cells only if the results are not its rows in order:
-        # those are told by the cells the batcher kept, else by the upload's lines.
+        # Given the cells the batcher kept, the upload is read back only if the results are not
+        # its rows in order.
         rows: list[list[str]] | Callable[[], list[list[str]]]
-        lines = None
-        every = None if payload.cells is not None else upload_lines(payload.data, payload.rows)
         if payload.cells is not None:
             header = payload.columns
             rows = lambda: upload_cells(payload.data, payload.rows)[1:]  # noqa: E731
-        elif every is None:
+        else:
             cells = upload_cells(payload.data, payload.rows)
             header, rows = cells[0], cells[1:]
-        else:
-            header = next(csv.reader(every[:1], strict=True))
-            rows = lambda: upload_cells(payload.data, payload.rows, every)[1:]  # noqa: E731
-            lines = every[1:]
         types = {}
         for name in header:
             column = mapper.column(name)
@@ -389,8 +383,7 @@ class Loader:
             job = results.job
             report.jobs.append(job.id)
             joiner = ResultJoiner(header, rows, types, key_column=key_column,
-                                  fold_key_case=fold, job_id=job.id, lines=lines,
-                                  columns=payload.cells)
+                                  fold_key_case=fold, job_id=job.id, columns=payload.cells)
             if joiner.rows != payload.rows:
                 raise SalesforceError(f"{mapper.object}: the upload holds {joiner.rows} rows but "
                                       f"{payload.rows} were batched", job_id=job.id)
@@ -480,7 +473,7 @@ def upload_lines(data: bytes, rows: int) -> list[str] | None:
     return None
 
 
-def upload_cells(data: bytes, rows: int, lines: list[str] | None = None) -> list[list[str]]:
+def upload_cells(data: bytes, rows: int) -> list[list[str]]:
     """An upload read back as cell lists, its header first: what
     :func:`~sfbulk.csvcodec.iter_csv_rows` gives, more cheaply for the usual upload.
 
@@ -492,10 +485,8 @@ def upload_cells(data: bytes, rows: int, lines: list[str] | None = None) -> list
     Args:
         data: The uploaded CSV.
         rows: The records it holds (without the header).
-        lines: What :func:`upload_lines` gives for them, when known already.
     """
-    if lines is None:
-        lines = upload_lines(data, rows)
+    lines = upload_lines(data, rows)
     if lines is not None:
         quoted = list(map(contains, lines, repeat('"')))
         quotes = quoted.count(True)

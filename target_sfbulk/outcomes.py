@@ -33,7 +33,7 @@ from itertools import compress, islice, repeat
 from operator import itemgetter, ne
 from typing import Any, NamedTuple
 
-from sfbulk.csvcodec import NULL_CELL, encode_lines
+from sfbulk.csvcodec import NULL_CELL
 from sfbulk.errors import SalesforceError
 from sfbulk.ids import to18
 
@@ -364,9 +364,9 @@ class ResultJoiner:
     order, whose normalised content equals its own.
 
     That is the rule row by row. Most result rows meet the simplest case of it. Given the
-    upload's lines, the joiner first takes result rows that are the uploaded lines in upload
-    order, without reading the upload into cells at all (:meth:`_take_in_order`); at the first
-    block that is not, it reads the upload and goes on as follows. A page is joined in runs
+    upload's cells by column, the joiner first takes result rows that are the uploaded rows in
+    upload order, without reading the upload back at all (:meth:`_take_in_order`); at the
+    first block that is not, it reads the upload and goes on as follows. A page is joined in runs
     (:meth:`_take_run`): a run whose every row goes to a different pending row, the only one it
     can go to (insert: the only row with its text cells, typed cells equal once normalised;
     keyed: the one row whose key is exactly its key cell, when no two uploaded keys normalise
@@ -386,11 +386,8 @@ class ResultJoiner:
         job_id: For error messages.
         bulk: Whether runs of rows may be taken whole (``False`` joins every row on its own;
             the outcome is the same, only slower).
-        lines: The upload's record lines (no header, no line endings), one per row, when
-            every record is one line; the rows are then read only if the results are not
-            those lines in order.
         columns: The upload's cells column by column (``columns[c][r]``, as the batcher kept
-            them), which tell the rows in order more cheaply than ``lines`` do.
+            them); ``rows`` is then read only if the results are not those rows in order.
     """
 
     def __init__(
@@ -403,7 +400,6 @@ class ResultJoiner:
         fold_key_case: bool = False,
         job_id: str | None = None,
         bulk: bool = True,
-        lines: Sequence[str] | None = None,
         columns: Sequence[Sequence[str]] | None = None,
     ) -> None:
         self.header = list(header)
@@ -437,18 +433,15 @@ class ResultJoiner:
         self._unique_at: int | None = None
         self._unique: dict[str, int] | None = None
         self._indexed = False
-        #: In order: the uploaded lines, and the rows before ``_cursor`` (all taken), while
-        #: every result row so far was the next uploaded line (see :meth:`_take_in_order`).
-        self._lines: Sequence[str] | None = None
+        #: In order: the uploaded cells by column, and the rows before ``_cursor`` (all taken),
+        #: while every result row so far was the next uploaded row (see :meth:`_take_in_order`).
         self._columns: Sequence[Sequence[str]] | None = None
-        self._in_order = False
         self._cursor = 0
         self._read_rows: Callable[[], Iterable[Sequence[str]]] | None = None
-        if (lines is not None or columns is not None) and bulk:
-            self._in_order = True
-            self._lines, self._columns = lines, columns
+        if columns and bulk:
+            self._columns = columns
             self._read_rows = rows if callable(rows) else lambda: rows  # type: ignore[assignment]
-            self.rows = len(lines) if lines is not None else len(columns[0]) if columns else 0
+            self.rows = len(columns[0])
             self.outcomes: list[Outcome | None] = [None] * self.rows
         else:
             sent = rows() if callable(rows) else rows
@@ -484,11 +477,11 @@ class ResultJoiner:
                 if len(index) == count:
                     self._unique_at, self._unique = at, index
                     break
-        if not self._in_order:
+        if self._columns is None:
             self.rows = count
             self.outcomes = [None] * count
         elif count != self.rows:
-            raise ResultJoinError(f"the upload reads as {count} rows but has {self.rows} lines",
+            raise ResultJoinError(f"the upload reads as {count} rows but {self.rows} were sent",
                                   job_id=self.job_id)
         if not self._keyed and self._unique is None:
             self._index_content()
@@ -756,30 +749,22 @@ class ResultJoiner:
     # -- in upload order -------------------------------------------------------------------------
 
     def _take_in_order(self, page: _Page, rows: list[Sequence[str]]) -> bool:
-        """Take a block of result rows that are, exactly, the next uploaded lines.
+        """Take a block of result rows that are, exactly, the next uploaded rows.
 
-        While every result row so far was the uploaded line after the last one taken, all rows
+        While every result row so far was the uploaded row after the last one taken, all rows
         before ``_cursor`` are taken, so the row at the cursor is the first pending row of all:
-        a result row equal to it goes there by the row-by-row rule too. Equality is of the
-        line the row's echoed cells make (quoted as the batcher quotes) with the uploaded line,
-        which holds exactly when the uploaded line reads back as those cells; the upload itself
-        is then never read back into cells. Returns ``False``, having changed nothing, when
-        some row is not its line (or the block runs past the upload). Given the uploaded
-        cells by column, each echoed column is compared with them instead, which is the same
-        test without quoting anything.
+        a result row whose echoed cells equal its cells goes there by the row-by-row rule too.
+        The cells are compared a column at a time (C loops), and the upload is never read
+        back. Returns ``False``, having changed nothing, when some row is not its uploaded row
+        (or the block runs past the upload).
         """
+        assert self._columns is not None
         start = self._cursor
         end = start + len(rows)
         if end > self.rows:
             return False
-        if self._columns is not None:  # the uploaded cells, column by column
-            for at, sent in zip(page.positions, self._columns, strict=True):
-                if list(map(itemgetter(at), rows)) != sent[start:end]:
-                    return False
-        else:
-            assert self._lines is not None
-            lines = encode_lines([list(map(itemgetter(at), rows)) for at in page.positions])
-            if lines is None or lines != self._lines[start:end]:
+        for at, sent in zip(page.positions, self._columns, strict=True):
+            if list(map(itemgetter(at), rows)) != sent[start:end]:
                 return False
         self.outcomes[start:end] = islice(self._made(page, rows), len(rows))
         self._cursor = end
@@ -791,8 +776,7 @@ class ResultJoiner:
         assert self._read_rows is not None
         sent = self._read_rows()
         self._index_upload(sent if isinstance(sent, list) else list(sent))
-        self._in_order = False
-        self._lines = self._columns = self._read_rows = None
+        self._columns = self._read_rows = None
 
     # -- pages -----------------------------------------------------------------------------------
 
@@ -852,7 +836,7 @@ class ResultJoiner:
             block = _padded(list(islice(rows, _BLOCK_ROWS)), shape.need)
             if not block:
                 return taken
-            if self._in_order:
+            if self._columns is not None:
                 if self._take_in_order(shape, block):
                     taken += len(block)
                     continue

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from sfbulk.csvcodec import encode_lines, iter_csv_rows
+from sfbulk.csvcodec import iter_csv_rows
 from sfbulk.ids import to18
 from target_sfbulk import outcomes as outcomes_module
 from target_sfbulk.outcomes import (
@@ -33,13 +33,11 @@ TYPES = {"Name": "string", "NumberOfEmployees": "int", "AnnualRevenue": "currenc
 
 def _join(header: Sequence[str], sent: list[list[str]], pages: list[tuple[str, list[list[str]]]],
           *, bulk: bool, key_column: str | None = None, types: dict[str, str] = TYPES,
-          unprocessed_message: str | None = None, lines: bool = False,
+          unprocessed_message: str | None = None,
           columns: bool = False) -> list[Outcome] | tuple[str, str]:
     rows = [list(r) for r in sent]
-    if lines:  # given the upload's lines; the rows read only when the results leave them
-        joiner = ResultJoiner(header, lambda: rows, types, key_column=key_column,
-                              job_id="750J", lines=encode_lines(list(zip(*rows))))
-    elif columns:  # given the upload's cells by column, as the batcher keeps them
+    if columns:  # given the upload's cells by column, as the batcher keeps them; the rows
+        # are read only when the results leave them
         width = len(header)
         by_column = [[row[i] if i < len(row) else "" for row in rows] for i in range(width)]
         joiner = ResultJoiner(header, lambda: rows, types, key_column=key_column,
@@ -60,8 +58,6 @@ def _both(header: Sequence[str], sent: list[list[str]], pages: list[tuple[str, l
     whole = _join(header, sent, pages, bulk=True, **kw)  # type: ignore[arg-type]
     alone = _join(header, sent, pages, bulk=False, **kw)  # type: ignore[arg-type]
     assert whole == alone
-    in_order = _join(header, sent, pages, bulk=True, lines=True, **kw)  # type: ignore[arg-type]
-    assert in_order == alone
     by_columns = _join(header, sent, pages, bulk=True, columns=True,  # type: ignore[arg-type]
                        **kw)
     assert by_columns == alone
@@ -156,15 +152,12 @@ def test_results_in_upload_order_match_row_by_row(seed, monkeypatch):
     assert isinstance(keyed, list) and len(keyed) == len(sent)
 
 
-@pytest.mark.parametrize("given", ["lines", "columns"])
-def test_in_order_results_never_read_the_upload_back(given):
-    """Results that are the uploaded rows in order are joined from the lines (or the cells by
-    column) alone; the first block that is not makes the joiner read the rows, once, and join
-    the rest."""
+def test_in_order_results_never_read_the_upload_back():
+    """Results that are the uploaded rows in order are joined from the cells by column alone;
+    the first block that is not makes the joiner read the rows, once, and join the rest."""
     sent = [[f"Acme {i}", str(i), f"{i}.5", "true", f'text, "{i}"\n'] for i in range(300)]
     reads = []
-    upload = ({"lines": encode_lines(list(zip(*sent)))} if given == "lines"
-              else {"columns": [list(column) for column in zip(*sent)]})
+    upload = {"columns": [list(column) for column in zip(*sent)]}
 
     def read() -> list[list[str]]:
         reads.append(1)
