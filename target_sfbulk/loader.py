@@ -455,10 +455,14 @@ def outcomes_from_rows(rows: Sequence[RowResult], job_id: str | None,
     return outcomes
 
 
-def upload_lines(data: bytes, rows: int) -> list[str] | None:
-    """An upload's lines, its header first, when every record is one line: ``rows`` records
-    and a header, each ending with the only newlines, no carriage return, no empty line;
-    otherwise ``None``.
+def upload_cells(data: bytes, rows: int) -> list[list[str]]:
+    """An upload read back as cell lists, its header first: what
+    :func:`~sfbulk.csvcodec.iter_csv_rows` gives, more cheaply for the usual upload.
+
+    When every record is one line (``rows`` records and a header, each ending with the only
+    newlines, no carriage return), lines without a quote are split at their commas, which is
+    all a CSV reader does with them, and only lines with a quote go through the CSV reader.
+    Anything else is read by :func:`~sfbulk.csvcodec.iter_csv_rows` whole.
 
     Args:
         data: The uploaded CSV.
@@ -469,42 +473,23 @@ def upload_lines(data: bytes, rows: int) -> list[str] | None:
         lines = text.split("\n")
         lines.pop()  # the empty string after the last newline
         if "" not in lines and lines[0].strip() != NO_RECORDS_BODY:
-            return lines
-    return None
-
-
-def upload_cells(data: bytes, rows: int) -> list[list[str]]:
-    """An upload read back as cell lists, its header first: what
-    :func:`~sfbulk.csvcodec.iter_csv_rows` gives, more cheaply for the usual upload.
-
-    When every record is one line (:func:`upload_lines`), lines without a quote are split at
-    their commas, which is all a CSV reader does with them, and only lines with a quote go
-    through the CSV reader. Anything else is read by :func:`~sfbulk.csvcodec.iter_csv_rows`
-    whole.
-
-    Args:
-        data: The uploaded CSV.
-        rows: The records it holds (without the header).
-    """
-    lines = upload_lines(data, rows)
-    if lines is not None:
-        quoted = list(map(contains, lines, repeat('"')))
-        quotes = quoted.count(True)
-        if not quotes:
-            return list(map(str.split, lines, repeat(",")))
-        if quotes * 2 > len(lines):  # mostly quoted: the reader takes every line
-            parsed = list(csv.reader(lines, strict=True))
-            if len(parsed) == len(lines):  # no quoted cell ran on past its line
-                return parsed
-            return list(iter_csv_rows([data]))
-        parsed = list(csv.reader(compress(lines, quoted), strict=True))
-        if len(parsed) == quotes:  # no quoted cell ran on past its line
-            plain = list(map(not_, quoted))
-            cells: list[list[str]] = [[]] * len(lines)
-            deque(map(cells.__setitem__, compress(count(), quoted), parsed), maxlen=0)
-            deque(map(cells.__setitem__, compress(count(), plain),
-                      map(str.split, compress(lines, plain), repeat(","))), maxlen=0)
-            return cells
+            quoted = list(map(contains, lines, repeat('"')))
+            quotes = quoted.count(True)
+            if not quotes:
+                return list(map(str.split, lines, repeat(",")))
+            if quotes * 2 > len(lines):  # mostly quoted: the reader takes every line
+                parsed = list(csv.reader(lines, strict=True))
+                if len(parsed) == len(lines):  # no quoted cell ran on past its line
+                    return parsed
+                return list(iter_csv_rows([data]))
+            parsed = list(csv.reader(compress(lines, quoted), strict=True))
+            if len(parsed) == quotes:  # no quoted cell ran on past its line
+                plain = list(map(not_, quoted))
+                cells: list[list[str]] = [[]] * len(lines)
+                deque(map(cells.__setitem__, compress(count(), quoted), parsed), maxlen=0)
+                deque(map(cells.__setitem__, compress(count(), plain),
+                          map(str.split, compress(lines, plain), repeat(","))), maxlen=0)
+                return cells
     return list(iter_csv_rows([data]))
 
 
