@@ -360,12 +360,10 @@ class Loader:
 
     def _bulk2(self, mapper: FieldMapper, operation: str, external_id_field: str | None,
                key_column: str | None, payload: Payload, report: JobReport) -> dict[int, Outcome]:
-        # Given the cells the batcher kept, the upload is read back only if the results are not
-        # its rows in order.
-        rows: list[list[str]] | Callable[[], list[list[str]]]
+        # The cells the batcher kept are the upload's rows; without them, it is read back.
+        rows: list[list[str]] | None = None
         if payload.cells is not None:
             header = payload.columns
-            rows = lambda: upload_cells(payload.data, payload.rows)[1:]  # noqa: E731
         else:
             cells = upload_cells(payload.data, payload.rows)
             header, rows = cells[0], cells[1:]

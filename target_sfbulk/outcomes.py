@@ -365,19 +365,19 @@ class ResultJoiner:
 
     That is the rule row by row. Most result rows meet the simplest case of it. Given the
     upload's cells by column, the joiner first takes result rows that are the uploaded rows in
-    upload order, without reading the upload back at all (:meth:`_take_in_order`); at the
-    first block that is not, it reads the upload and goes on as follows. A page is joined in runs
-    (:meth:`_take_run`): a run whose every row goes to a different pending row, the only one it
-    can go to (insert: the only row with its text cells, typed cells equal once normalised;
-    keyed: the one row whose key is exactly its key cell, when no two uploaded keys normalise
-    alike), is taken whole by C loops; any other run is halved, and a short one goes row by
-    row. Row by row, a run gives the same pairs (and the same error, at the same row) as taking
-    it whole would, so the outcome never depends on the path.
+    upload order, comparing columns and indexing nothing (:meth:`_take_in_order`); at the first
+    block that is not, it indexes the rows still pending and goes on as follows. A page is
+    joined in runs (:meth:`_take_run`): a run whose every row goes to a different pending row,
+    the only one it can go to (insert: the only row with its text cells, typed cells equal once
+    normalised; keyed: the one row whose key is exactly its key cell, when no two uploaded keys
+    normalise alike), is taken whole by C loops; any other run is halved, and a short one goes
+    row by row. Row by row, a run gives the same pairs (and the same error, at the same row) as
+    taking it whole would, so the outcome never depends on the path.
 
     Args:
         header: The uploaded header (canonical column names).
-        rows: The uploaded rows as cell strings (unquoted), in upload order; or a function
-            that reads them, called once when they are first needed.
+        rows: The uploaded rows as cell strings (unquoted), in upload order; ``None`` when
+            ``columns`` gives them.
         types: Describe type per column (relationship columns: the parent field's type).
         key_column: The column that identifies a row (``Id`` or the upsert key), or ``None`` to
             match on whole content (insert).
@@ -387,13 +387,13 @@ class ResultJoiner:
         bulk: Whether runs of rows may be taken whole (``False`` joins every row on its own;
             the outcome is the same, only slower).
         columns: The upload's cells column by column (``columns[c][r]``, as the batcher kept
-            them); ``rows`` is then read only if the results are not those rows in order.
+            them).
     """
 
     def __init__(
         self,
         header: Sequence[str],
-        rows: Iterable[Sequence[str]] | Callable[[], Iterable[Sequence[str]]],
+        rows: Iterable[Sequence[str]] | None,
         types: Mapping[str, str],
         *,
         key_column: str | None = None,
@@ -437,14 +437,12 @@ class ResultJoiner:
         #: while every result row so far was the next uploaded row (see :meth:`_take_in_order`).
         self._columns: Sequence[Sequence[str]] | None = None
         self._cursor = 0
-        self._read_rows: Callable[[], Iterable[Sequence[str]]] | None = None
         if columns and bulk:
             self._columns = columns
-            self._read_rows = rows if callable(rows) else lambda: rows  # type: ignore[assignment]
             self.rows = len(columns[0])
             self.outcomes: list[Outcome | None] = [None] * self.rows
         else:
-            sent = rows() if callable(rows) else rows
+            sent = _rows_of(columns or []) if rows is None else rows
             self._index_upload(sent if isinstance(sent, list) else list(sent))
         #: Why unprocessed rows were not processed, when known (the job's error message).
         self.unprocessed_reason = ("Salesforce did not process this record (the job stopped "
@@ -480,9 +478,6 @@ class ResultJoiner:
         if self._columns is None:
             self.rows = count
             self.outcomes = [None] * count
-        elif count != self.rows:
-            raise ResultJoinError(f"the upload reads as {count} rows but {self.rows} were sent",
-                                  job_id=self.job_id)
         if not self._keyed and self._unique is None:
             self._index_content()
 
@@ -754,9 +749,9 @@ class ResultJoiner:
         While every result row so far was the uploaded row after the last one taken, all rows
         before ``_cursor`` are taken, so the row at the cursor is the first pending row of all:
         a result row whose echoed cells equal its cells goes there by the row-by-row rule too.
-        The cells are compared a column at a time (C loops), and the upload is never read
-        back. Returns ``False``, having changed nothing, when some row is not its uploaded row
-        (or the block runs past the upload).
+        The cells are compared a column at a time (C loops), and no index is built. Returns
+        ``False``, having changed nothing, when some row is not its uploaded row (or the block
+        runs past the upload).
         """
         assert self._columns is not None
         start = self._cursor
@@ -771,12 +766,11 @@ class ResultJoiner:
         return True
 
     def _stop_in_order(self) -> None:
-        """Read the upload into cells and index the rows still pending, for joining the rest
-        of the results wherever they come from."""
-        assert self._read_rows is not None
-        sent = self._read_rows()
-        self._index_upload(sent if isinstance(sent, list) else list(sent))
-        self._columns = self._read_rows = None
+        """Index the rows still pending, for joining the rest of the results wherever they come
+        from."""
+        assert self._columns is not None
+        self._index_upload(_rows_of(self._columns))
+        self._columns = None
 
     # -- pages -----------------------------------------------------------------------------------
 
@@ -874,6 +868,11 @@ class ResultJoiner:
             self.outcomes[i] = Outcome(UNPROCESSED, None, None, "UNPROCESSED",
                                        unprocessed_message, job_id=self.job_id)
         return [outcome for outcome in self.outcomes if outcome is not None]
+
+
+def _rows_of(columns: Sequence[Sequence[str]]) -> list[Sequence[str]]:
+    """Rows of cells from cells given column by column."""
+    return list(map(list, zip(*columns, strict=True)))
 
 
 def _dict_cells(header: Sequence[str]) -> Callable[[Mapping[str, str]], Sequence[str]]:

@@ -36,11 +36,10 @@ def _join(header: Sequence[str], sent: list[list[str]], pages: list[tuple[str, l
           unprocessed_message: str | None = None,
           columns: bool = False) -> list[Outcome] | tuple[str, str]:
     rows = [list(r) for r in sent]
-    if columns:  # given the upload's cells by column, as the batcher keeps them; the rows
-        # are read only when the results leave them
+    if columns:  # given the upload's cells by column, as the batcher keeps them
         width = len(header)
         by_column = [[row[i] if i < len(row) else "" for row in rows] for i in range(width)]
-        joiner = ResultJoiner(header, lambda: rows, types, key_column=key_column,
+        joiner = ResultJoiner(header, None, types, key_column=key_column,
                               job_id="750J", columns=by_column)
     else:
         joiner = ResultJoiner(header, rows, types, key_column=key_column, job_id="750J",
@@ -152,27 +151,31 @@ def test_results_in_upload_order_match_row_by_row(seed, monkeypatch):
     assert isinstance(keyed, list) and len(keyed) == len(sent)
 
 
-def test_in_order_results_never_read_the_upload_back():
+def test_in_order_results_never_index_the_upload(monkeypatch):
     """Results that are the uploaded rows in order are joined from the cells by column alone;
-    the first block that is not makes the joiner read the rows, once, and join the rest."""
+    the first block that is not makes the joiner index the rows, once, and join the rest."""
     sent = [[f"Acme {i}", str(i), f"{i}.5", "true", f'text, "{i}"\n'] for i in range(300)]
     reads = []
     upload = {"columns": [list(column) for column in zip(*sent)]}
+    index = ResultJoiner._index_upload
 
-    def read() -> list[list[str]]:
+    def read(self, rows) -> None:
+        assert rows == sent  # the rows, as the columns hold them
         reads.append(1)
-        return sent
+        index(self, rows)
+
+    monkeypatch.setattr(ResultJoiner, "_index_upload", read)
 
     page = [["sf__Id", "sf__Created", *HEADER],
             *[[f"001{i:015d}", "true", *row] for i, row in enumerate(sent)]]
-    joiner = ResultJoiner(HEADER, read, TYPES, job_id="750J", **upload)
+    joiner = ResultJoiner(HEADER, None, TYPES, job_id="750J", **upload)
     assert joiner.add_page("successful", page) == 300
     assert reads == []
     assert [o.id for o in joiner.finish()] == [f"001{i:015d}" for i in range(300)]
 
     head, results = page[0], [row[:] for row in page[1:]]
     results[249][4] = "249.50"  # reformatted: not its uploaded line, the same value
-    joiner = ResultJoiner(HEADER, read, TYPES, job_id="750J", **upload)
+    joiner = ResultJoiner(HEADER, None, TYPES, job_id="750J", **upload)
     joiner.add_page("successful", [head, *results[:200]])  # rows 0-199 as uploaded
     assert reads == []
     joiner.add_page("successful", [head, *results[:199:-1]])  # the rest backwards
