@@ -1548,8 +1548,8 @@ class CsvBatcher:
                 unquoted: list[Sequence[str] | None] = [None] * width
                 for place, cells in zip(layout, raw, strict=True):
                     unquoted[place] = cells
-                for column, cells in zip(batch.cells, unquoted, strict=True):  # type: ignore[assignment]
-                    column.extend([""] * count if cells is None else cells[position:end])
+                for column, given in zip(batch.cells, unquoted, strict=True):
+                    column.extend([""] * count if given is None else given[position:end])
             batch.keys.extend(keys[position:end])
             batch.body_chars += chars[end] - chars[position] + count * extra
             batch.body_bytes += sizes[end] - sizes[position] + count * extra
