@@ -1315,12 +1315,10 @@ class CsvBatcher:
             batch.layouts[shape.names] = layout
         if layout is not None:
             row = [""] * len(batch.columns)
-            for position, cell in zip(layout, cells, strict=True):
-                row[position] = cell
-            line = ",".join(row)
             placed = [""] * len(batch.columns)
-            for position, cell in zip(layout, raw, strict=True):
-                placed[position] = cell
+            for position, cell, text in zip(layout, cells, raw, strict=True):
+                row[position], placed[position] = cell, text
+            line = ",".join(row)
             raw = placed
         if len(batch.lines) >= self.max_rows:
             return False
