@@ -20,36 +20,24 @@ import pytest
 import requests
 
 from sfbulk.ids import is_valid_id, to18
-from tests.conftest import emulator_token
+from tests.emulator.test_bulk1 import Client, _local
 
 NS = "http://www.force.com/2009/06/asyncapi/dataload"
 FINAL = ("Completed", "Failed", "NotProcessed")
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-class Bulk:
-    """Raw Bulk 1.0 and 2.0 requests against one emulator, nothing hidden."""
+class Bulk(Client):
+    """Raw Bulk 1.0 and 2.0 requests against one emulator, nothing hidden: the Bulk 1.0 test
+    client, with XML jobs, JSON-or-XML listings and Bulk 2.0 ingest."""
 
     def __init__(self, server: Any, version: str = "62.0") -> None:
-        self.server = server
-        self.token = emulator_token(server)
-        self.v1 = f"{server.url}/services/async/{version}"
+        super().__init__(server, version)
         self.v2 = f"{server.url}/services/data/v{version}/jobs"
-        self.http = requests.Session()
 
     # -- Bulk 1.0 ------------------------------------------------------------------------------
 
-    def post1(self, path: str, body: bytes | str, content_type: str,
-              headers: dict[str, str] | None = None) -> requests.Response:
-        sent = {"X-SFDC-Session": self.token, "Content-Type": content_type, **(headers or {})}
-        return self.http.post(self.v1 + path, data=body, headers=sent, timeout=30)
-
     def get1(self, path: str) -> requests.Response:
-        response = self.http.get(self.v1 + path, headers={"X-SFDC-Session": self.token},
-                                 timeout=30)
+        response = self.get(path)
         assert response.status_code == 200, response.text
         return response
 
@@ -63,15 +51,8 @@ class Bulk:
                    headers: dict[str, str] | None = None, extra: str = "") -> str:
         body = (f'<jobInfo xmlns="{NS}"><operation>{operation}</operation><object>{obj}</object>'
                 f"{extra}<contentType>{content_type}</contentType></jobInfo>")
-        response = self.post1("/job", body, "application/xml", headers)
+        response = self.post("/job", body, "application/xml", **(headers or {}))
         assert response.status_code == 201, response.text
-        return ET.fromstring(response.content).findtext(f"{{{NS}}}id")
-
-    def add_batch(self, job: str, body: bytes | str, content_type: str = "text/csv") -> str:
-        response = self.post1(f"/job/{job}/batch", body, content_type)
-        assert response.status_code == 201, response.text
-        if response.headers["Content-Type"] == "application/json":
-            return response.json()["id"]
         return ET.fromstring(response.content).findtext(f"{{{NS}}}id")
 
     def batches(self, job: str) -> list[dict[str, Any]]:
@@ -89,9 +70,6 @@ class Bulk:
                 return listing
             assert time.monotonic() < deadline, listing
             time.sleep(0.02)
-
-    def result(self, job: str, batch: str) -> str:
-        return self.get1(f"/job/{job}/batch/{batch}/result").text
 
     def query_rows(self, job: str, batch: str) -> list[str]:
         """The data lines of every result file of a CSV query batch."""
@@ -263,13 +241,13 @@ def test_bulk1_record_over_400000_characters_fails_the_row(emulator, bulk, conte
             str(info["numberRecordsFailed"])) == ("Completed", "2", "1")
     (small_id,) = _stored(emulator, column="Id")
     if content_type == "CSV":
-        assert bulk.result(job, batch) == (
+        assert bulk.result_text(job, batch) == (
             '"Id","Success","Created","Error"\n'
             f'"","false","false","{RECORD_TOO_BIG}:--"\n'
             f'"{small_id}","true","true",""\n'
         )
     else:
-        assert json.loads(bulk.result(job, batch)) == [
+        assert json.loads(bulk.result_text(job, batch)) == [
             {"success": False, "created": False, "id": None, "errors": [
                 {"statusCode": "LIMIT_EXCEEDED", "fields": [],
                  "message": "Record exceeds the maximum of 400000 characters"}]},
