@@ -20,7 +20,8 @@ from xml.etree import ElementTree as ET
 import pytest
 import requests
 
-from tests.conftest import FIXTURES, emulator_token
+from tests.conftest import FIXTURES
+from tests.emulator.test_fidelity_audit import Client
 
 SF = FIXTURES / "salesforce"
 
@@ -121,32 +122,9 @@ def test_shape_helpers_can_tell_shapes_apart():
 # A raw client
 
 
-class Raw:
-    """Raw requests against one emulator: Bulk 1.0 with ``X-SFDC-Session``, REST with Bearer."""
-
-    def __init__(self, server: Any) -> None:
-        self.url = server.url
-        self.token = emulator_token(server)
-        self.http = requests.Session()
-
-    def bulk1(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        content_type: str | None = None,
-        version: str = "62.0",
-    ) -> requests.Response:
-        headers = {"X-SFDC-Session": self.token}
-        if content_type:
-            headers["Content-Type"] = content_type
-        return self.http.request(method, f"{self.url}/services/async/{version}/{path}",
-                                 data=body, headers=headers, timeout=30)  # fmt: skip
-
-    def rest(self, method: str, path: str, version: str = "62.0", **kwargs: Any):
-        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
-        return self.http.request(method, f"{self.url}/services/data/v{version}/{path}",
-                                 headers=headers, timeout=30, **kwargs)  # fmt: skip
+class Raw(Client):
+    """Raw requests against one emulator (the fidelity audit's client: Bulk 1.0 with
+    ``X-SFDC-Session``, REST with Bearer), and the waits these tests need."""
 
     def wait_batch(self, job: str, batch: str, json_job: bool = False) -> str:
         deadline = time.monotonic() + 20
